@@ -1,0 +1,593 @@
+//! The leader lane: sequences writes, broadcasts Prepares, counts Acks into
+//! a quorum commit point, broadcasts Commits, and retains entries for
+//! followers that fall behind.
+
+use crate::filter::accept;
+use crate::inflights::Inflights;
+use crate::log::{EntryMeta, EntryRef, LogRing};
+use crate::quorum::{committed_point, majority};
+use crate::sessions::{SeqCheck, SessionTable};
+use crate::{
+    BroadcastMode, ConfigError, Dest, EpochExhausted, LaneConfig, LaneStats, NodeSet, Sequencer, Time,
+    Transmit,
+};
+use rzab_wire::{AckBody, Body, Encoder, Header, Kind, Message, NodeId, Range, Ranges, WriteEntry, Zxid};
+
+/// Why a write was not accepted into the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    #[error("no room: retry after entries commit")]
+    Full,
+    #[error("session {0} is out of range")]
+    BadSession(u32),
+    #[error("value of {len} bytes exceeds the {max}-byte limit")]
+    ValueTooLong { len: usize, max: usize },
+    #[error("this session write was already sequenced")]
+    Duplicate,
+    #[error("an earlier write of this session is missing")]
+    Gap,
+}
+
+/// What the leader knows about one follower of the lane.
+#[derive(Debug)]
+struct Peer {
+    node: NodeId,
+    /// Next lid to send it.
+    next_lid: u64,
+    /// It has every lid below this.
+    received_lid: u64,
+    /// It can buffer lids below this.
+    window_end: u64,
+    /// Highest commit point sent to it, and the highest it confirmed.
+    commit_sent: u64,
+    commit_known: u64,
+    prepare_credits: Inflights,
+    commit_credits: Inflights,
+    /// When `received_lid` last advanced (or sending began after a quiet spell).
+    progress_at: Time,
+    commit_sent_at: Time,
+    /// Last go-back after a missing-range report, to rewind once per report.
+    rewind_at: Option<Time>,
+    /// Entries it needs are no longer retained: it waits for state transfer.
+    lagging: bool,
+}
+
+impl Peer {
+    fn new(node: NodeId, cfg: &LaneConfig) -> Peer {
+        Peer {
+            node,
+            next_lid: 0,
+            received_lid: 0,
+            window_end: cfg.window as u64,
+            commit_sent: 0,
+            commit_known: 0,
+            prepare_credits: Inflights::new(cfg.prepare_credits),
+            commit_credits: Inflights::new(cfg.commit_credits),
+            progress_at: Time::ZERO,
+            commit_sent_at: Time::ZERO,
+            rewind_at: None,
+            lagging: false,
+        }
+    }
+
+    /// Whether a Prepare starting at `lid` may be sent to it now.
+    fn can_take(&self, lid: u64) -> bool {
+        !self.prepare_credits.is_full() && self.window_end > lid
+    }
+}
+
+/// The leader side of one lane. See the crate docs for the protocol.
+///
+/// Lids: `[log.start, apply_lid)` applied locally, `[.., commit_lid)`
+/// committed, `[.., bcast_lid)` sent to some follower, `[.., seq_lid)` given
+/// a zxid, `[.., end)` appended. So
+/// `log.start <= apply_lid <= commit_lid <= bcast_lid <= seq_lid <= end`.
+#[derive(Debug)]
+pub struct LeaderLane {
+    cfg: LaneConfig,
+    log: LogRing,
+    end: u64,
+    seq_lid: u64,
+    bcast_lid: u64,
+    commit_lid: u64,
+    apply_lid: u64,
+    peers: Vec<Peer>,
+    sessions: SessionTable,
+    prepare_msg_seq: u64,
+    commit_msg_seq: u64,
+    /// Rotates which follower catch-up serves first.
+    catch_up_turn: usize,
+    last_zxid: Zxid,
+    points: Vec<u64>,
+    scratch: Vec<u64>,
+    stats: LaneStats,
+}
+
+impl LeaderLane {
+    pub fn new(cfg: LaneConfig) -> Result<LeaderLane, ConfigError> {
+        cfg.validate()?;
+        if !cfg.is_leader() {
+            return Err(ConfigError {
+                field: "leader",
+                reason: format!("node {} is not the leader {}", cfg.node, cfg.leader),
+            });
+        }
+        let peers: Vec<Peer> = cfg.followers().iter().map(|n| Peer::new(n, &cfg)).collect();
+        Ok(LeaderLane {
+            log: LogRing::new(cfg.log_capacity, cfg.value_max, 0),
+            end: 0,
+            seq_lid: 0,
+            bcast_lid: 0,
+            commit_lid: 0,
+            apply_lid: 0,
+            points: Vec::with_capacity(peers.len()),
+            scratch: Vec::with_capacity(peers.len() + 1),
+            peers,
+            sessions: SessionTable::new(cfg.max_sessions),
+            prepare_msg_seq: 0,
+            commit_msg_seq: 0,
+            catch_up_turn: 0,
+            last_zxid: Zxid::epoch_base(cfg.epoch),
+            stats: LaneStats::default(),
+            cfg,
+        })
+    }
+
+    pub fn config(&self) -> &LaneConfig {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> &LaneStats {
+        &self.stats
+    }
+
+    pub fn commit_lid(&self) -> u64 {
+        self.commit_lid
+    }
+
+    pub fn apply_lid(&self) -> u64 {
+        self.apply_lid
+    }
+
+    /// One past the last appended lid.
+    pub fn end_lid(&self) -> u64 {
+        self.end
+    }
+
+    /// Followers marked lagging (their entries are no longer retained).
+    pub fn lagging(&self) -> NodeSet {
+        NodeSet::from_ids(self.peers.iter().filter(|p| p.lagging).map(|p| p.node))
+    }
+
+    /// A follower's cumulative receipt point (for tests and diagnostics).
+    pub fn follower_received(&self, node: NodeId) -> Option<u64> {
+        self.peers.iter().find(|p| p.node == node).map(|p| p.received_lid)
+    }
+
+    /// Whether `submit` has room for another write.
+    pub fn has_room(&mut self) -> bool {
+        self.make_room()
+    }
+
+    /// Handles one decoded datagram received at `now`.
+    pub fn handle(&mut self, now: Time, msg: &Message<'_>) {
+        if !accept(&self.cfg, &msg.header, &mut self.stats) {
+            return;
+        }
+        let from = msg.header.sender;
+        match msg.body {
+            Body::Write(entries) => {
+                self.stats.write_msgs_recv += 1;
+                for e in entries {
+                    self.stats.writes_recv += 1;
+                    let _ = self.append(from, &e);
+                }
+            }
+            Body::Ack { body, missing } => self.on_ack(now, from, &body, missing),
+            Body::Prepare { .. } | Body::Commit(_) => unreachable!("filtered by accept"),
+        }
+        self.check_invariants();
+    }
+
+    /// A write from one of this node's own sessions.
+    pub fn submit(&mut self, w: &WriteEntry<'_>) -> Result<(), SubmitError> {
+        self.append(self.cfg.node, w)
+    }
+
+    fn append(&mut self, origin: NodeId, w: &WriteEntry<'_>) -> Result<(), SubmitError> {
+        if w.value.len() > self.cfg.value_max {
+            self.stats.rejected_entries += 1;
+            return Err(SubmitError::ValueTooLong {
+                len: w.value.len(),
+                max: self.cfg.value_max,
+            });
+        }
+        match self.sessions.check(origin, w.session, w.seq) {
+            None => {
+                self.stats.rejected_entries += 1;
+                return Err(SubmitError::BadSession(w.session));
+            }
+            Some(SeqCheck::Duplicate) => {
+                self.stats.duplicate_writes += 1;
+                return Err(SubmitError::Duplicate);
+            }
+            Some(SeqCheck::Gap) => {
+                self.stats.rejected_entries += 1;
+                return Err(SubmitError::Gap);
+            }
+            Some(SeqCheck::Next) => {}
+        }
+        if !self.make_room() {
+            self.stats.dropped_log_full += 1;
+            return Err(SubmitError::Full);
+        }
+        let meta = EntryMeta {
+            zxid: Zxid::ZERO,
+            key: w.key,
+            session: w.session,
+            seq: w.seq,
+            origin,
+            op: w.op,
+            len: w.value.len() as u16,
+        };
+        let stored = self.log.insert(self.end, meta, w.value);
+        debug_assert!(stored, "make_room guaranteed a slot");
+        self.end += 1;
+        self.sessions.record(origin, w.session, w.seq);
+        Ok(())
+    }
+
+    /// Frees retained entries no one needs; if the log is still full and a
+    /// follower is what holds it, that follower is marked lagging.
+    fn make_room(&mut self) -> bool {
+        loop {
+            let floor = self.retention_floor();
+            if floor > self.log.start() {
+                self.log.release_below(floor);
+            }
+            if self.end < self.log.end() {
+                return true;
+            }
+            // Full. Only a follower's retention can be given up, never
+            // entries not yet applied here.
+            if floor >= self.apply_lid {
+                return false;
+            }
+            let Some(p) = self
+                .peers
+                .iter_mut()
+                .find(|p| !p.lagging && p.received_lid == floor)
+            else {
+                return false;
+            };
+            p.lagging = true;
+            self.stats.lagging_marked += 1;
+        }
+    }
+
+    fn retention_floor(&self) -> u64 {
+        let followers = self.peers.iter().filter(|p| !p.lagging).map(|p| p.received_lid);
+        followers.fold(self.apply_lid, u64::min)
+    }
+
+    /// Gives every appended write its global id, taking one range from the
+    /// shared sequencer. Returns how many were sequenced.
+    pub fn sequence(&mut self, sequencer: &Sequencer) -> Result<usize, EpochExhausted> {
+        let n = (self.end - self.seq_lid).min(u32::MAX as u64) as u32;
+        if n == 0 {
+            return Ok(0);
+        }
+        let first = sequencer.allocate(n)?;
+        debug_assert_eq!(first.epoch(), self.cfg.epoch, "sequencer of another epoch");
+        debug_assert!(first > self.last_zxid, "ids must increase within a lane");
+        for i in 0..n as u64 {
+            self.log.set_zxid(self.seq_lid + i, Zxid(first.0 + i));
+        }
+        self.seq_lid += n as u64;
+        self.last_zxid = Zxid(first.0 + n as u64 - 1);
+        self.stats.sequenced += n as u64;
+        if self.peers.is_empty() {
+            self.update_commit();
+        }
+        Ok(n as usize)
+    }
+
+    fn on_ack(&mut self, now: Time, from: NodeId, body: &AckBody, missing: Ranges<'_>) {
+        let bcast_lid = self.bcast_lid;
+        let commit_lid = self.commit_lid;
+        let rto = self.cfg.retransmit_timeout;
+        let Some(p) = self.peers.iter_mut().find(|p| p.node == from) else {
+            self.stats.rejected_sender += 1;
+            return;
+        };
+        self.stats.acks_recv += 1;
+        // A follower cannot hold what was never sent; clamp hostile claims.
+        let received = body.received_lid.min(bcast_lid);
+        if received > p.received_lid {
+            self.stats.acked_lids_recv += received - p.received_lid;
+            p.received_lid = received;
+            p.progress_at = now;
+        }
+        p.next_lid = p.next_lid.max(p.received_lid);
+        p.window_end = p.window_end.max(body.window_end);
+        p.prepare_credits.free_to(body.prepare_seq);
+        p.commit_credits.free_to(body.commit_seq);
+        p.commit_known = p.commit_known.max(body.commit_lid.min(commit_lid));
+        if !missing.is_empty() {
+            self.stats.nacks_recv += 1;
+            // Go back to the first missing lid, once per quarter timeout, so
+            // a burst of acks reporting the same gap resends it once.
+            let quiet = p.rewind_at.is_none_or(|at| now >= at + crate::Span(rto.0 / 4));
+            if p.next_lid > p.received_lid && quiet {
+                p.next_lid = p.received_lid;
+                p.rewind_at = Some(now);
+            }
+        }
+        self.update_commit();
+    }
+
+    fn update_commit(&mut self) {
+        self.points.clear();
+        self.points.extend(self.peers.iter().map(|p| p.received_lid));
+        let point = committed_point(self.seq_lid, &self.points, &mut self.scratch);
+        if point > self.commit_lid {
+            self.stats.committed += point - self.commit_lid;
+            self.commit_lid = point;
+        }
+    }
+
+    /// Writes the next datagram to send into `buf` (sized to the MTU).
+    /// Call until it returns `None` each turn.
+    pub fn poll_transmit(&mut self, now: Time, buf: &mut [u8]) -> Option<Transmit> {
+        let t = self
+            .transmit_fresh(now, buf)
+            .or_else(|| self.transmit_catch_up(now, buf))
+            .or_else(|| self.transmit_commit(now, buf));
+        self.check_invariants();
+        t
+    }
+
+    fn header(&self, kind: Kind, seq: u64) -> Header {
+        Header {
+            kind,
+            cluster_id: self.cfg.cluster_id,
+            epoch: self.cfg.epoch,
+            sender: self.cfg.node,
+            lane: self.cfg.lane,
+            count: 0,
+            seq,
+        }
+    }
+
+    /// Broadcasts sequenced entries not yet sent to anyone, to the followers
+    /// that are up to date and have credit.
+    fn transmit_fresh(&mut self, now: Time, buf: &mut [u8]) -> Option<Transmit> {
+        if self.bcast_lid == self.seq_lid {
+            return None;
+        }
+        let first = self.bcast_lid;
+        let mut set = NodeSet::EMPTY;
+        let mut limit = self.seq_lid;
+        let mut up_to_date = 0;
+        for p in self.peers.iter().filter(|p| !p.lagging && p.next_lid == first) {
+            up_to_date += 1;
+            if p.can_take(first) {
+                set.insert(p.node);
+                limit = limit.min(p.window_end);
+            }
+        }
+        // Multicast reaches followers short of credit too, so send only when
+        // it can make progress: enough followers to commit (or all there are).
+        let needed = match self.cfg.broadcast {
+            BroadcastMode::Multicast => (majority(self.peers.len() + 1) - 1).min(up_to_date).max(1),
+            BroadcastMode::Unicast => 1,
+        };
+        if set.len() < needed {
+            self.stats.prepare_credit_stalls += 1;
+            return None;
+        }
+        let (len, end) = self.encode_prepares(buf, first, limit)?;
+        let seq = self.prepare_msg_seq;
+        for p in self.peers.iter_mut().filter(|p| set.contains(p.node)) {
+            Self::sent_prepare(p, now, seq, end, self.commit_lid);
+        }
+        self.stats.prepare_msgs_sent += 1;
+        self.stats.prepares_sent += end - first;
+        self.bcast_lid = end;
+        let dest = match self.cfg.broadcast {
+            BroadcastMode::Multicast => Dest::Group,
+            BroadcastMode::Unicast => Dest::Set(set),
+        };
+        Some(Transmit { dest, len })
+    }
+
+    /// Sends retained entries to one follower that is behind the broadcast
+    /// point (after a loss, a credit shortage or a go-back).
+    fn transmit_catch_up(&mut self, now: Time, buf: &mut [u8]) -> Option<Transmit> {
+        let n = self.peers.len();
+        for i in 0..n {
+            let idx = (self.catch_up_turn + i) % n;
+            let p = &mut self.peers[idx];
+            if p.lagging || p.next_lid >= self.bcast_lid {
+                continue;
+            }
+            if p.next_lid < self.log.start() {
+                p.lagging = true;
+                self.stats.lagging_marked += 1;
+                continue;
+            }
+            if !p.can_take(p.next_lid) {
+                self.stats.prepare_credit_stalls += 1;
+                continue;
+            }
+            let (first, limit) = (p.next_lid, p.window_end.min(self.bcast_lid));
+            let (len, end) = self.encode_prepares(buf, first, limit)?;
+            let p = &mut self.peers[idx];
+            Self::sent_prepare(p, now, self.prepare_msg_seq, end, self.commit_lid);
+            self.stats.prepare_msgs_sent += 1;
+            self.stats.prepares_sent += end - first;
+            self.stats.catch_up_sent += end - first;
+            self.catch_up_turn = idx + 1;
+            return Some(Transmit {
+                dest: Dest::Node(self.peers[idx].node),
+                len,
+            });
+        }
+        None
+    }
+
+    fn sent_prepare(p: &mut Peer, now: Time, seq: u64, end: u64, commit_lid: u64) {
+        if p.received_lid == p.next_lid {
+            // Nothing was outstanding: the retransmission clock starts now.
+            p.progress_at = now;
+        }
+        p.next_lid = end;
+        p.prepare_credits.add(seq);
+        if commit_lid > p.commit_sent {
+            p.commit_sent = commit_lid;
+            p.commit_sent_at = now;
+        }
+    }
+
+    /// Encodes entries `[first, limit)` (as many as fit) into one Prepare.
+    /// Returns the datagram length and one past the last lid encoded.
+    fn encode_prepares(&mut self, buf: &mut [u8], first: u64, limit: u64) -> Option<(usize, u64)> {
+        debug_assert!(first >= self.log.start() && limit <= self.seq_lid);
+        let header = self.header(Kind::Prepare, self.prepare_msg_seq + 1);
+        let mut enc = Encoder::prepare(buf, header, first, self.commit_lid).ok()?;
+        let max = self.cfg.prepares_per_datagram() as u64;
+        let mut lid = first;
+        while lid < limit && lid - first < max {
+            let e = self.log.get(lid)?;
+            if !enc.push_prepare(&e.as_prepare()) {
+                break;
+            }
+            lid += 1;
+        }
+        if lid == first {
+            return None;
+        }
+        self.prepare_msg_seq += 1;
+        Some((enc.finish(), lid))
+    }
+
+    /// Sends the commit point to followers that have not been told it.
+    fn transmit_commit(&mut self, now: Time, buf: &mut [u8]) -> Option<Transmit> {
+        let mut set = NodeSet::EMPTY;
+        let mut first = self.commit_lid;
+        let mut short = false;
+        for p in self
+            .peers
+            .iter()
+            .filter(|p| !p.lagging && p.commit_sent < self.commit_lid)
+        {
+            if p.commit_credits.is_full() {
+                short = true;
+                continue;
+            }
+            set.insert(p.node);
+            first = first.min(p.commit_sent);
+        }
+        if set.is_empty() {
+            self.stats.commit_credit_stalls += short as u64;
+            return None;
+        }
+        // Ranges carry a u32 count; a longer gap sends its newest part (the
+        // commit point is cumulative, only the end matters to followers).
+        let first = first.max(self.commit_lid.saturating_sub(u32::MAX as u64));
+        let range = Range {
+            first,
+            count: (self.commit_lid - first) as u32,
+        };
+        let seq = self.commit_msg_seq + 1;
+        let mut enc = Encoder::commit(buf, self.header(Kind::Commit, seq)).ok()?;
+        if !enc.push_range(range) {
+            return None;
+        }
+        let len = enc.finish();
+        self.commit_msg_seq = seq;
+        for p in self.peers.iter_mut().filter(|p| set.contains(p.node)) {
+            p.commit_sent = self.commit_lid;
+            p.commit_sent_at = now;
+            p.commit_credits.add(seq);
+        }
+        self.stats.commit_msgs_sent += 1;
+        self.stats.commits_sent += range.count as u64;
+        let dest = match self.cfg.broadcast {
+            BroadcastMode::Multicast => Dest::Group,
+            BroadcastMode::Unicast => Dest::Set(set),
+        };
+        Some(Transmit { dest, len })
+    }
+
+    /// The next committed entry to apply locally, if any. The runtime checks
+    /// the apply gate, applies it, then calls [`advance_apply`].
+    ///
+    /// [`advance_apply`]: LeaderLane::advance_apply
+    pub fn next_apply(&self) -> Option<EntryRef<'_>> {
+        if self.apply_lid < self.commit_lid {
+            self.log.get(self.apply_lid)
+        } else {
+            None
+        }
+    }
+
+    pub fn advance_apply(&mut self) {
+        debug_assert!(self.apply_lid < self.commit_lid);
+        self.apply_lid += 1;
+        self.stats.applied += 1;
+    }
+
+    /// Goes back on followers whose entries or commit point went
+    /// unacknowledged for a retransmission timeout.
+    pub fn handle_timeout(&mut self, now: Time) {
+        let rto = self.cfg.retransmit_timeout;
+        for p in self.peers.iter_mut().filter(|p| !p.lagging) {
+            if p.received_lid < p.next_lid && now >= p.progress_at + rto {
+                p.next_lid = p.received_lid;
+                p.prepare_credits.reset();
+                p.progress_at = now;
+                self.stats.retransmit_timeouts += 1;
+            }
+            if p.commit_known < p.commit_sent && now >= p.commit_sent_at + rto {
+                p.commit_sent = p.commit_known;
+                p.commit_credits.reset();
+                p.commit_sent_at = now;
+                self.stats.retransmit_timeouts += 1;
+            }
+        }
+    }
+
+    /// When `handle_timeout` next has something to do.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let rto = self.cfg.retransmit_timeout;
+        let prepare = self
+            .peers
+            .iter()
+            .filter(|p| !p.lagging && p.received_lid < p.next_lid);
+        let commit = self
+            .peers
+            .iter()
+            .filter(|p| !p.lagging && p.commit_known < p.commit_sent);
+        let a = prepare.map(|p| p.progress_at + rto);
+        let b = commit.map(|p| p.commit_sent_at + rto);
+        a.chain(b).min()
+    }
+
+    fn check_invariants(&self) {
+        debug_assert!(self.log.start() <= self.apply_lid);
+        debug_assert!(self.apply_lid <= self.commit_lid);
+        debug_assert!(self.commit_lid <= self.bcast_lid || self.peers.is_empty());
+        debug_assert!(self.commit_lid <= self.seq_lid);
+        debug_assert!(self.bcast_lid <= self.seq_lid && self.seq_lid <= self.end);
+        debug_assert!(self.end <= self.log.end());
+        debug_assert!(
+            self.peers
+                .iter()
+                .all(|p| p.received_lid <= p.next_lid && p.next_lid <= self.bcast_lid)
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,348 @@
+use super::*;
+use crate::testutil::*;
+use crate::{Span, Time};
+
+const T0: Time = Time(1_000);
+
+fn leader(members: &[NodeId]) -> LeaderLane {
+    LeaderLane::new(cfg(0, members)).unwrap()
+}
+
+fn seq1() -> Sequencer {
+    Sequencer::new(Zxid::epoch_base(1))
+}
+
+/// Every datagram the lane wants to send now.
+fn drain(l: &mut LeaderLane, now: Time) -> Vec<Sent> {
+    let mut buf = vec![0u8; l.config().mtu];
+    std::iter::from_fn(|| l.poll_transmit(now, &mut buf).map(|t| sent(t, &buf))).collect()
+}
+
+fn ack(received: u64, prepare_seq: u64, commit_seq: u64, commit: u64) -> AckBody {
+    AckBody {
+        received_lid: received,
+        window_end: received + 32,
+        prepare_seq,
+        commit_seq,
+        commit_lid: commit,
+    }
+}
+
+#[test]
+fn follower_write_is_sequenced_and_broadcast() {
+    let mut l = leader(&[0, 1, 2]);
+    let s = seq1();
+    l.handle(
+        T0,
+        &msg(&write_msg(
+            1,
+            1,
+            &[write(3, 1, 42, b"v1"), write(4, 1, 43, b"v2")],
+        )),
+    );
+    assert_eq!(drain(&mut l, T0), vec![], "nothing is sent before ids are given");
+    assert_eq!(l.sequence(&s), Ok(2));
+    assert_eq!(
+        drain(&mut l, T0),
+        vec![Sent::Prepare {
+            to: Dest::Group,
+            seq: 1,
+            first_lid: 0,
+            commit_lid: 0,
+            zxids: vec![1, 2]
+        }]
+    );
+    assert_eq!(s.peek(), Zxid::new(1, 3), "one shared range per turn");
+    assert_eq!(
+        (
+            l.stats().write_msgs_recv,
+            l.stats().writes_recv,
+            l.stats().sequenced
+        ),
+        (1, 2, 2)
+    );
+}
+
+#[test]
+fn one_ack_commits_in_a_three_node_cluster_and_commit_follows() {
+    let mut l = leader(&[0, 1, 2]);
+    l.submit(&write(0, 1, 7, b"x")).unwrap();
+    l.sequence(&seq1()).unwrap();
+    drain(&mut l, T0);
+    assert!(
+        l.next_apply().is_none(),
+        "nothing is committed before a quorum acks"
+    );
+    l.handle(T0, &msg(&ack_msg(1, ack(1, 1, 0, 0), &[])));
+    assert_eq!(l.commit_lid(), 1);
+    let e = l.next_apply().unwrap();
+    assert_eq!(
+        (e.lid, e.meta.zxid, e.meta.key, e.value),
+        (0, Zxid::new(1, 1), 7, &b"x"[..])
+    );
+    assert_eq!(
+        drain(&mut l, T0),
+        vec![Sent::Commit {
+            to: Dest::Group,
+            seq: 1,
+            ranges: vec![(0, 1)]
+        }]
+    );
+    l.advance_apply();
+    assert_eq!(l.apply_lid(), 1);
+    assert_eq!(drain(&mut l, T0), vec![], "the commit point is sent once");
+}
+
+#[test]
+fn dead_follower_neither_stalls_commits_nor_receives_without_credit() {
+    let mut c = cfg(0, &[0, 1, 2]);
+    c.broadcast = BroadcastMode::Unicast;
+    let mut l = LeaderLane::new(c).unwrap();
+    let s = seq1();
+    // Node 2 never answers; node 1 acks everything.
+    for i in 1..=5u32 {
+        l.submit(&write(0, i, i as u64, b"v")).unwrap();
+        l.sequence(&s).unwrap();
+        let out = drain(&mut l, T0);
+        let to = match &out[0] {
+            Sent::Prepare { to, .. } => *to,
+            other => panic!("expected a prepare, got {other:?}"),
+        };
+        // Node 2's two credits are spent on the first two prepares.
+        let expected = if i <= 2 {
+            NodeSet::from_ids([1, 2])
+        } else {
+            NodeSet::from_ids([1])
+        };
+        assert_eq!(to, Dest::Set(expected), "prepare {i}");
+        l.handle(T0, &msg(&ack_msg(1, ack(i as u64, i as u64, 0, 0), &[])));
+        assert_eq!(l.commit_lid(), i as u64, "quorum of leader + node 1 commits");
+    }
+    // Node 2 got nothing beyond its credits, not even by catch-up.
+    assert_eq!(l.stats().catch_up_sent, 0);
+    assert_eq!(l.follower_received(2), Some(0));
+}
+
+#[test]
+fn multicast_waits_for_credits_only_when_no_quorum_has_them() {
+    let mut l = leader(&[0, 1, 2]);
+    let s = seq1();
+    for i in 1..=2u32 {
+        l.submit(&write(0, i, 1, b"v")).unwrap();
+        l.sequence(&s).unwrap();
+        assert_eq!(drain(&mut l, T0).len(), 1);
+    }
+    // Both followers are out of prepare credits.
+    l.submit(&write(0, 3, 1, b"v")).unwrap();
+    l.sequence(&s).unwrap();
+    assert_eq!(drain(&mut l, T0), vec![]);
+    assert_eq!(l.stats().prepare_credit_stalls, 1);
+    // One follower consumed message 1: one follower suffices for a quorum of 3.
+    l.handle(T0, &msg(&ack_msg(2, ack(1, 1, 0, 0), &[])));
+    let out = drain(&mut l, T0);
+    assert!(
+        matches!(
+            &out[0],
+            Sent::Prepare {
+                to: Dest::Group,
+                first_lid: 2,
+                commit_lid: 1,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn duplicate_and_out_of_order_session_writes_are_not_sequenced() {
+    let mut l = leader(&[0, 1, 2]);
+    l.handle(T0, &msg(&write_msg(1, 1, &[write(0, 1, 1, b"a")])));
+    l.handle(
+        T0,
+        &msg(&write_msg(1, 2, &[write(0, 1, 1, b"a"), write(0, 3, 1, b"c")])),
+    );
+    assert_eq!(l.end_lid(), 1);
+    assert_eq!((l.stats().duplicate_writes, l.stats().rejected_entries), (1, 1));
+    // The same session id from another node is another session.
+    l.handle(T0, &msg(&write_msg(2, 1, &[write(0, 1, 1, b"a")])));
+    assert_eq!(l.end_lid(), 2);
+    assert_eq!(l.submit(&write(9, 1, 1, b"a")), Err(SubmitError::BadSession(9)));
+    assert_eq!(
+        l.submit(&write(1, 1, 1, b"123456789")),
+        Err(SubmitError::ValueTooLong { len: 9, max: 8 })
+    );
+}
+
+#[test]
+fn silence_triggers_go_back_to_the_follower_alone() {
+    let mut l = leader(&[0, 1, 2]);
+    let s = seq1();
+    l.submit(&write(0, 1, 1, b"v")).unwrap();
+    l.sequence(&s).unwrap();
+    drain(&mut l, T0);
+    l.handle(T0, &msg(&ack_msg(1, ack(1, 1, 0, 0), &[])));
+    drain(&mut l, T0); // the commit
+    let rto = l.config().retransmit_timeout;
+    assert_eq!(
+        l.poll_timeout(),
+        Some(T0 + rto),
+        "node 2 owes an ack, node 1 a commit confirmation"
+    );
+    l.handle_timeout(T0 + Span(rto.0 - 1));
+    assert_eq!(drain(&mut l, T0), vec![]);
+    let later = T0 + rto;
+    l.handle_timeout(later);
+    // Node 2's prepare, and both nodes' unconfirmed commit point.
+    assert_eq!(l.stats().retransmit_timeouts, 3);
+    assert_eq!(
+        drain(&mut l, later),
+        vec![
+            Sent::Prepare {
+                to: Dest::Node(2),
+                seq: 2,
+                first_lid: 0,
+                commit_lid: 1,
+                zxids: vec![1]
+            },
+            Sent::Commit {
+                to: Dest::Group,
+                seq: 2,
+                ranges: vec![(0, 1)]
+            },
+        ],
+        "node 2 gets the entry (with the commit point) again; node 1 the commit"
+    );
+}
+
+#[test]
+fn missing_range_report_resends_from_the_gap() {
+    let mut l = leader(&[0, 1, 2]);
+    let s = seq1();
+    for i in 1..=3 {
+        l.submit(&write(0, i, 1, b"v")).unwrap();
+    }
+    l.sequence(&s).unwrap();
+    assert_eq!(drain(&mut l, T0).len(), 1, "three entries in one prepare");
+    // Node 1 has lid 0 and 2 but not 1.
+    l.handle(
+        T0,
+        &msg(&ack_msg(1, ack(1, 1, 0, 0), &[Range { first: 1, count: 1 }])),
+    );
+    assert_eq!(l.stats().nacks_recv, 1);
+    assert_eq!(
+        drain(&mut l, T0),
+        vec![
+            Sent::Prepare {
+                to: Dest::Node(1),
+                seq: 2,
+                first_lid: 1,
+                commit_lid: 1,
+                zxids: vec![2, 3]
+            },
+            // Node 2 has not been told lid 0 committed; node 1 learnt it above.
+            Sent::Commit {
+                to: Dest::Group,
+                seq: 1,
+                ranges: vec![(0, 1)]
+            },
+        ]
+    );
+    // The same report again right away does not resend again.
+    l.handle(
+        T0,
+        &msg(&ack_msg(1, ack(1, 2, 0, 0), &[Range { first: 1, count: 1 }])),
+    );
+    assert!(
+        drain(&mut l, T0)
+            .iter()
+            .all(|m| !matches!(m, Sent::Prepare { .. }))
+    );
+}
+
+#[test]
+fn foreign_and_stale_datagrams_change_nothing() {
+    let mut l = leader(&[0, 1, 2]);
+    let mut bad_epoch = write_msg(1, 1, &[write(0, 1, 1, b"a")]);
+    bad_epoch[8] = 9;
+    let mut bad_cluster = write_msg(1, 1, &[write(0, 1, 1, b"a")]);
+    bad_cluster[4] ^= 0xFF;
+    let unknown_sender = write_msg(7, 1, &[write(0, 1, 1, b"a")]);
+    let mut wrong_kind = commit_msg(1, 0, 1);
+    wrong_kind[12] = 1; // from follower 1: a follower never sends Commits
+    let mut wrong_lane = write_msg(1, 1, &[write(0, 1, 1, b"a")]);
+    wrong_lane[13] = 3;
+    for m in [
+        &bad_epoch,
+        &bad_cluster,
+        &unknown_sender,
+        &wrong_kind,
+        &wrong_lane,
+    ] {
+        l.handle(T0, &msg(m));
+    }
+    let st = l.stats();
+    assert_eq!(
+        (
+            st.rejected_epoch,
+            st.rejected_cluster,
+            st.rejected_sender,
+            st.rejected_kind,
+            st.rejected_lane
+        ),
+        (1, 1, 1, 1, 1)
+    );
+    assert_eq!(l.end_lid(), 0);
+}
+
+#[test]
+fn acks_cannot_claim_more_than_was_sent() {
+    let mut l = leader(&[0, 1, 2]);
+    l.submit(&write(0, 1, 1, b"v")).unwrap();
+    l.sequence(&seq1()).unwrap();
+    drain(&mut l, T0);
+    l.handle(T0, &msg(&ack_msg(1, ack(1_000, 1, 0, 0), &[])));
+    assert_eq!(l.follower_received(1), Some(1));
+    assert_eq!(l.commit_lid(), 1);
+}
+
+#[test]
+fn full_log_marks_the_follower_holding_it_lagging() {
+    let mut l = leader(&[0, 1, 2]);
+    let s = seq1();
+    let cap = l.config().log_capacity as u32;
+    // Node 1 acks everything, node 2 is dead: entries commit and apply but
+    // are retained for node 2 until the log is full.
+    for i in 1..=cap + 1 {
+        l.submit(&write(0, i, 1, b"v")).unwrap();
+        l.sequence(&s).unwrap();
+        drain(&mut l, T0);
+        l.handle(T0, &msg(&ack_msg(1, ack(i as u64, u64::MAX, u64::MAX, 0), &[])));
+        while l.next_apply().is_some() {
+            l.advance_apply();
+        }
+    }
+    assert_eq!(l.lagging(), NodeSet::from_ids([2]));
+    assert_eq!(l.stats().lagging_marked, 1);
+    assert_eq!(l.end_lid(), cap as u64 + 1);
+}
+
+#[test]
+fn full_log_of_unapplied_entries_refuses_writes() {
+    let mut l = leader(&[0, 1, 2]);
+    let cap = l.config().log_capacity as u32;
+    for i in 1..=cap {
+        l.submit(&write(0, i, 1, b"v")).unwrap();
+    }
+    assert_eq!(l.submit(&write(0, cap + 1, 1, b"v")), Err(SubmitError::Full));
+    assert_eq!(l.lagging(), NodeSet::EMPTY, "no follower is to blame");
+}
+
+#[test]
+fn a_single_node_commits_alone() {
+    let mut l = leader(&[0]);
+    l.submit(&write(0, 1, 1, b"v")).unwrap();
+    l.sequence(&seq1()).unwrap();
+    assert_eq!(l.commit_lid(), 1);
+    assert_eq!(drain(&mut l, T0), vec![]);
+}

@@ -1,0 +1,313 @@
+//! A follower lane's writes from submit until applied: the send queue, the
+//! write credits, and retransmission of writes the leader has not sequenced.
+
+use crate::inflights::Inflights;
+use crate::{Span, Time};
+use rzab_wire::{Op, WriteEntry};
+use std::collections::{HashMap, VecDeque};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Waiting in the send queue.
+    Queued,
+    /// Sent at this time; resent if not sequenced within the timeout.
+    Sent(Time),
+    /// Seen in a Prepare: the leader has it; only its apply is awaited.
+    Sequenced,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    session: u32,
+    seq: u32,
+    key: u64,
+    op: Op,
+    len: u16,
+    state: State,
+    /// The Write message (by credit seq) that first carried it; 0 before.
+    credit_seq: u64,
+}
+
+/// Why a follower could not take a write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    #[error("too many writes pending")]
+    Full,
+    #[error("value of {len} bytes exceeds the {max}-byte limit")]
+    ValueTooLong { len: usize, max: usize },
+    #[error("session {session} already has write {seq} pending")]
+    AlreadyPending { session: u32, seq: u32 },
+}
+
+/// Pending writes of one follower lane.
+///
+/// Credits: each Write message carrying a fresh write takes one; it comes
+/// back when every fresh write it carried has been applied here (so it is
+/// committed: the prototype's implicit return on Commit). Retransmissions
+/// take no credit, so lost writes cannot starve the credits that would
+/// resend them.
+#[derive(Debug)]
+pub struct PendingWrites {
+    value_max: usize,
+    slots: Vec<Slot>,
+    values: Vec<u8>,
+    free: Vec<u32>,
+    by_id: HashMap<(u32, u32), u32>,
+    queue: VecDeque<u32>,
+    /// Sent writes in send order, for the retransmission timer.
+    sent: VecDeque<(u32, Time)>,
+    credits: Inflights,
+    /// Fresh writes still unapplied per in-flight credit seq (front = oldest).
+    unapplied: VecDeque<(u64, u32)>,
+    next_credit_seq: u64,
+}
+
+impl PendingWrites {
+    pub fn new(capacity: usize, value_max: usize, credits: usize) -> Self {
+        let empty = Slot {
+            session: 0,
+            seq: 0,
+            key: 0,
+            op: Op::Put,
+            len: 0,
+            state: State::Sequenced,
+            credit_seq: 0,
+        };
+        PendingWrites {
+            value_max,
+            slots: vec![empty; capacity],
+            values: vec![0; capacity * value_max],
+            free: (0..capacity as u32).rev().collect(),
+            by_id: HashMap::with_capacity(capacity),
+            queue: VecDeque::with_capacity(capacity),
+            sent: VecDeque::with_capacity(capacity),
+            credits: Inflights::new(credits),
+            unapplied: VecDeque::with_capacity(credits),
+            next_credit_seq: 1,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.free.len() == self.slots.len()
+    }
+
+    pub fn has_room(&self) -> bool {
+        !self.free.is_empty()
+    }
+
+    pub fn has_queued(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    pub fn credits_available(&self) -> usize {
+        self.credits.available()
+    }
+
+    pub fn push(&mut self, w: &WriteEntry<'_>) -> Result<(), QueueError> {
+        if w.value.len() > self.value_max {
+            return Err(QueueError::ValueTooLong {
+                len: w.value.len(),
+                max: self.value_max,
+            });
+        }
+        if self.by_id.contains_key(&(w.session, w.seq)) {
+            return Err(QueueError::AlreadyPending {
+                session: w.session,
+                seq: w.seq,
+            });
+        }
+        let idx = self.free.pop().ok_or(QueueError::Full)?;
+        self.slots[idx as usize] = Slot {
+            session: w.session,
+            seq: w.seq,
+            key: w.key,
+            op: w.op,
+            len: w.value.len() as u16,
+            state: State::Queued,
+            credit_seq: 0,
+        };
+        let at = idx as usize * self.value_max;
+        self.values[at..at + w.value.len()].copy_from_slice(w.value);
+        self.by_id.insert((w.session, w.seq), idx);
+        self.queue.push_back(idx);
+        Ok(())
+    }
+
+    /// Whether the next message to send needs a credit (it has a fresh write).
+    pub fn next_needs_credit(&self) -> bool {
+        self.queue.iter().any(|&i| {
+            let s = &self.slots[i as usize];
+            s.state == State::Queued && s.credit_seq == 0
+        })
+    }
+
+    /// Takes queued writes for one message: `push` is offered each until it
+    /// returns false (message full). Marks the taken ones sent at `now`.
+    /// Returns (writes taken, of which fresh).
+    pub fn drain_into(&mut self, now: Time, mut push: impl FnMut(&WriteEntry<'_>) -> bool) -> (usize, usize) {
+        let credit_seq = self.next_credit_seq;
+        let (mut taken, mut fresh) = (0, 0);
+        while let Some(&idx) = self.queue.front() {
+            let slot = self.slots[idx as usize];
+            if slot.state != State::Queued {
+                self.queue.pop_front();
+                continue;
+            }
+            let at = idx as usize * self.value_max;
+            let entry = WriteEntry {
+                session: slot.session,
+                seq: slot.seq,
+                key: slot.key,
+                op: slot.op,
+                value: &self.values[at..at + slot.len as usize],
+            };
+            if !push(&entry) {
+                break;
+            }
+            self.queue.pop_front();
+            let s = &mut self.slots[idx as usize];
+            s.state = State::Sent(now);
+            if s.credit_seq == 0 {
+                s.credit_seq = credit_seq;
+                fresh += 1;
+            }
+            self.sent.push_back((idx, now));
+            taken += 1;
+        }
+        if fresh > 0 {
+            self.credits.add(credit_seq);
+            self.unapplied.push_back((credit_seq, fresh as u32));
+            self.next_credit_seq += 1;
+        }
+        (taken, fresh)
+    }
+
+    /// The leader sequenced this write (it appeared in a Prepare).
+    pub fn sequenced(&mut self, session: u32, seq: u32) {
+        if let Some(&idx) = self.by_id.get(&(session, seq)) {
+            self.slots[idx as usize].state = State::Sequenced;
+        }
+    }
+
+    /// The write was applied here: frees its slot and maybe a credit.
+    /// Returns false if it was not pending (e.g. a write of a previous run).
+    pub fn applied(&mut self, session: u32, seq: u32) -> bool {
+        let Some(idx) = self.by_id.remove(&(session, seq)) else {
+            return false;
+        };
+        let credit_seq = self.slots[idx as usize].credit_seq;
+        self.slots[idx as usize].state = State::Sequenced;
+        self.free.push(idx);
+        if let Some(c) = self.unapplied.iter_mut().find(|(s, _)| *s == credit_seq) {
+            c.1 -= 1;
+        }
+        // Credits return in message order once a prefix of messages is done.
+        while let Some(&(s, 0)) = self.unapplied.front() {
+            self.unapplied.pop_front();
+            self.credits.free_to(s);
+        }
+        true
+    }
+
+    /// Requeues writes sent more than `rto` ago and still not sequenced.
+    /// Returns how many.
+    pub fn expire(&mut self, now: Time, rto: Span) -> usize {
+        let mut n = 0;
+        while let Some(&(idx, at)) = self.sent.front() {
+            if now < at + rto {
+                break;
+            }
+            self.sent.pop_front();
+            let s = &mut self.slots[idx as usize];
+            if s.state == State::Sent(at) {
+                s.state = State::Queued;
+                self.queue.push_back(idx);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// When `expire` next has something to do.
+    pub fn next_expiry(&self, rto: Span) -> Option<Time> {
+        self.sent.front().map(|&(_, at)| at + rto)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(session: u32, seq: u32) -> WriteEntry<'static> {
+        WriteEntry {
+            session,
+            seq,
+            key: session as u64,
+            op: Op::Put,
+            value: b"v",
+        }
+    }
+
+    #[test]
+    fn credit_returns_when_every_write_of_its_message_is_applied() {
+        let mut p = PendingWrites::new(4, 8, 1);
+        p.push(&w(0, 1)).unwrap();
+        p.push(&w(1, 1)).unwrap();
+        assert!(p.next_needs_credit());
+        assert_eq!(p.drain_into(Time(5), |_| true), (2, 2));
+        assert_eq!(p.credits_available(), 0);
+        assert!(p.applied(1, 1));
+        assert_eq!(
+            p.credits_available(),
+            0,
+            "one write of the message still unapplied"
+        );
+        assert!(p.applied(0, 1));
+        assert_eq!(p.credits_available(), 1);
+        assert!(!p.applied(0, 1), "a second apply is not pending");
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn unsequenced_writes_are_resent_without_credit() {
+        let mut p = PendingWrites::new(4, 8, 1);
+        p.push(&w(0, 1)).unwrap();
+        p.push(&w(1, 1)).unwrap();
+        p.drain_into(Time(0), |_| true);
+        p.sequenced(0, 1);
+        assert_eq!(p.expire(Time(9), Span(10)), 0, "not yet");
+        assert_eq!(p.expire(Time(10), Span(10)), 1, "only the unsequenced one");
+        assert!(!p.next_needs_credit(), "a retransmission needs no credit");
+        let mut seen = Vec::new();
+        assert_eq!(
+            p.drain_into(Time(10), |e| {
+                seen.push((e.session, e.seq));
+                true
+            }),
+            (1, 0)
+        );
+        assert_eq!(seen, vec![(1, 1)]);
+    }
+
+    #[test]
+    fn bounded_and_checked() {
+        let mut p = PendingWrites::new(1, 2, 1);
+        assert_eq!(
+            p.push(&WriteEntry {
+                value: b"abc",
+                ..w(0, 1)
+            }),
+            Err(QueueError::ValueTooLong { len: 3, max: 2 })
+        );
+        p.push(&w(0, 1)).unwrap();
+        assert_eq!(
+            p.push(&w(0, 1)),
+            Err(QueueError::AlreadyPending { session: 0, seq: 1 })
+        );
+        assert_eq!(p.push(&w(1, 1)), Err(QueueError::Full));
+    }
+}

@@ -1,0 +1,36 @@
+//! rzab's wire format: the bytes of every datagram the replicas exchange.
+//!
+//! Every datagram is one [`Header`] (24 bytes, little-endian) followed by a
+//! kind-specific body and `count` coalesced entries:
+//!
+//! | kind    | direction                | body                          | entry                         |
+//! |---------|--------------------------|-------------------------------|-------------------------------|
+//! | Write   | follower lane -> leader  | none                          | [`WriteEntry`] (20 B + value) |
+//! | Prepare | leader -> lane followers | first lid, commit lid (16 B)  | [`PrepareEntry`] (28 B + value)|
+//! | Ack     | follower -> leader       | [`AckBody`] (40 B)            | [`Range`] of missing lids     |
+//! | Commit  | leader -> lane followers | none                          | [`Range`] of committed lids   |
+//!
+//! Decoding is total: [`decode`] validates the whole datagram up front and
+//! returns a [`DecodeError`] for anything malformed, never panicking; the
+//! entry iterators of a decoded message then walk bytes already checked.
+//! Encoding goes through [`Encoder`], which fills a caller-owned buffer up to
+//! the transport's MTU and never allocates.
+
+mod decode;
+mod encode;
+mod header;
+mod message;
+mod reader;
+mod zxid;
+
+pub use decode::{DecodeError, decode};
+pub use encode::{EncodeError, Encoder};
+pub use header::{HEADER_LEN, Header, Kind, MAGIC, VERSION};
+pub use message::{
+    ACK_BODY_LEN, AckBody, Body, Message, Op, PREPARE_BODY_LEN, PREPARE_ENTRY_FIXED, PrepareEntries,
+    PrepareEntry, RANGE_LEN, Range, Ranges, WRITE_ENTRY_FIXED, WriteEntries, WriteEntry,
+};
+pub use zxid::Zxid;
+
+/// A replica's id within its cluster.
+pub type NodeId = u8;

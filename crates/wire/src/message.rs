@@ -1,0 +1,270 @@
+//! The decoded forms of the four message kinds. Entries borrow their value
+//! bytes from the datagram, so decoding copies nothing.
+
+use crate::reader::Reader;
+use crate::{DecodeError, Header, NodeId, Zxid};
+
+/// What a write does to its key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Op {
+    Put = 1,
+    Delete = 2,
+}
+
+impl Op {
+    fn from_u8(v: u8) -> Result<Op, DecodeError> {
+        match v {
+            1 => Ok(Op::Put),
+            2 => Ok(Op::Delete),
+            other => Err(DecodeError::BadOp(other)),
+        }
+    }
+}
+
+/// Fixed bytes of a [`WriteEntry`] before its value.
+pub const WRITE_ENTRY_FIXED: usize = 20;
+/// Fixed bytes of a [`PrepareEntry`] before its value.
+pub const PREPARE_ENTRY_FIXED: usize = 28;
+/// Bytes of the Prepare body (first lid, commit lid).
+pub const PREPARE_BODY_LEN: usize = 16;
+/// Bytes of the Ack body.
+pub const ACK_BODY_LEN: usize = 40;
+/// Bytes of one [`Range`].
+pub const RANGE_LEN: usize = 16;
+
+/// A write issued by a session at a follower, sent to the leader.
+///
+/// Layout: session u32, seq u32, key u64, op u8, reserved u8, len u16, value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteEntry<'a> {
+    /// Session index within (origin node, lane).
+    pub session: u32,
+    /// The session's write counter: the leader sequences each (session, seq) once.
+    pub seq: u32,
+    pub key: u64,
+    pub op: Op,
+    pub value: &'a [u8],
+}
+
+/// A write with its global id, broadcast by the leader.
+///
+/// Layout: zxid u64, key u64, session u32, seq u32, origin u8, op u8, len u16, value.
+/// The entry's lane-local id (lid) is the message's first lid plus its index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrepareEntry<'a> {
+    pub zxid: Zxid,
+    pub key: u64,
+    pub session: u32,
+    pub seq: u32,
+    /// The node whose session issued the write.
+    pub origin: NodeId,
+    pub op: Op,
+    pub value: &'a [u8],
+}
+
+/// A half-open range of lane-local ids `[first, first + count)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Range {
+    pub first: u64,
+    pub count: u32,
+}
+
+impl Range {
+    pub fn end(&self) -> u64 {
+        self.first.saturating_add(self.count as u64)
+    }
+}
+
+/// The fixed part of an Ack.
+///
+/// Layout: five u64 in field order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AckBody {
+    /// Every lid below this has been received (the cumulative ack).
+    pub received_lid: u64,
+    /// The follower can hold lids below this (its advertised window).
+    pub window_end: u64,
+    /// Highest Prepare message seq consumed: returns prepare credits.
+    pub prepare_seq: u64,
+    /// Highest Commit message seq consumed: returns commit credits.
+    pub commit_seq: u64,
+    /// The follower's commit point, so the leader knows whom to re-send it.
+    pub commit_lid: u64,
+}
+
+/// A decoded datagram.
+#[derive(Clone, Copy, Debug)]
+pub struct Message<'a> {
+    pub header: Header,
+    pub body: Body<'a>,
+}
+
+/// The kind-specific part of a decoded datagram.
+#[derive(Clone, Copy, Debug)]
+pub enum Body<'a> {
+    Write(WriteEntries<'a>),
+    Prepare {
+        first_lid: u64,
+        commit_lid: u64,
+        entries: PrepareEntries<'a>,
+    },
+    /// `missing` lists lid ranges the follower lacks above `received_lid`.
+    Ack {
+        body: AckBody,
+        missing: Ranges<'a>,
+    },
+    Commit(Ranges<'a>),
+}
+
+macro_rules! entry_iter {
+    ($name:ident, $item:ident, $parse:path) => {
+        /// Iterator over already-validated entries.
+        #[derive(Clone, Copy, Debug)]
+        pub struct $name<'a> {
+            bytes: &'a [u8],
+            left: u16,
+        }
+
+        impl<'a> $name<'a> {
+            pub(crate) fn new(bytes: &'a [u8], count: u16) -> Self {
+                $name { bytes, left: count }
+            }
+
+            pub fn len(&self) -> usize {
+                self.left as usize
+            }
+
+            pub fn is_empty(&self) -> bool {
+                self.left == 0
+            }
+        }
+
+        impl<'a> Iterator for $name<'a> {
+            type Item = $item<'a>;
+
+            fn next(&mut self) -> Option<$item<'a>> {
+                if self.left == 0 {
+                    return None;
+                }
+                let mut r = Reader::new(self.bytes);
+                // Decoding validated every entry, so this cannot fail; stop
+                // quietly rather than panic if it somehow does.
+                let entry = $parse(&mut r).ok()?;
+                self.bytes = &self.bytes[self.bytes.len() - r.remaining()..];
+                self.left -= 1;
+                Some(entry)
+            }
+
+            fn size_hint(&self) -> (usize, Option<usize>) {
+                (self.left as usize, Some(self.left as usize))
+            }
+        }
+    };
+}
+
+entry_iter!(WriteEntries, WriteEntry, parse_write);
+entry_iter!(PrepareEntries, PrepareEntry, parse_prepare);
+
+/// Iterator over already-validated ranges.
+#[derive(Clone, Copy, Debug)]
+pub struct Ranges<'a> {
+    bytes: &'a [u8],
+    left: u16,
+}
+
+impl<'a> Ranges<'a> {
+    pub(crate) fn new(bytes: &'a [u8], count: u16) -> Self {
+        Ranges { bytes, left: count }
+    }
+
+    pub fn len(&self) -> usize {
+        self.left as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.left == 0
+    }
+}
+
+impl Iterator for Ranges<'_> {
+    type Item = Range;
+
+    fn next(&mut self) -> Option<Range> {
+        if self.left == 0 {
+            return None;
+        }
+        let mut r = Reader::new(self.bytes);
+        let range = parse_range(&mut r).ok()?;
+        self.bytes = &self.bytes[RANGE_LEN..];
+        self.left -= 1;
+        Some(range)
+    }
+}
+
+pub(crate) fn parse_write<'a>(r: &mut Reader<'a>) -> Result<WriteEntry<'a>, DecodeError> {
+    let session = r.u32()?;
+    let seq = r.u32()?;
+    let key = r.u64()?;
+    let op = Op::from_u8(r.u8()?)?;
+    let _reserved = r.u8()?;
+    let value = parse_value(r, op)?;
+    Ok(WriteEntry {
+        session,
+        seq,
+        key,
+        op,
+        value,
+    })
+}
+
+pub(crate) fn parse_prepare<'a>(r: &mut Reader<'a>) -> Result<PrepareEntry<'a>, DecodeError> {
+    let zxid = Zxid(r.u64()?);
+    let key = r.u64()?;
+    let session = r.u32()?;
+    let seq = r.u32()?;
+    let origin = r.u8()?;
+    let op = Op::from_u8(r.u8()?)?;
+    let value = parse_value(r, op)?;
+    Ok(PrepareEntry {
+        zxid,
+        key,
+        session,
+        seq,
+        origin,
+        op,
+        value,
+    })
+}
+
+/// Reads the u16 length and the value; a Delete carries no value.
+fn parse_value<'a>(r: &mut Reader<'a>, op: Op) -> Result<&'a [u8], DecodeError> {
+    let len = r.u16()? as usize;
+    if op == Op::Delete && len != 0 {
+        return Err(DecodeError::DeleteWithValue(len));
+    }
+    r.bytes(len)
+}
+
+pub(crate) fn parse_range(r: &mut Reader<'_>) -> Result<Range, DecodeError> {
+    let first = r.u64()?;
+    let count = r.u32()?;
+    let _reserved = r.u32()?;
+    if count == 0 {
+        return Err(DecodeError::EmptyRange);
+    }
+    if first.checked_add(count as u64).is_none() {
+        return Err(DecodeError::RangeOverflow);
+    }
+    Ok(Range { first, count })
+}
+
+pub(crate) fn parse_ack_body(r: &mut Reader<'_>) -> Result<AckBody, DecodeError> {
+    Ok(AckBody {
+        received_lid: r.u64()?,
+        window_end: r.u64()?,
+        prepare_seq: r.u64()?,
+        commit_seq: r.u64()?,
+        commit_lid: r.u64()?,
+    })
+}
