@@ -1,1 +1,16 @@
-fn main() {}
+//! `rzab`: run a replicated cluster under load and report what it achieves.
+
+mod cli;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args = match cli::Cli::try_parse() {
+        Ok(a) => a,
+        Err(e) => return cli::usage_error(e),
+    };
+    match args.command {
+        cli::Command::Bench(b) => cli::bench(b),
+    }
+}

@@ -1,1 +1,72 @@
-//! placeholder
+//! rzab's transports: one narrow trait with the semantics of RDMA
+//! Unreliable Datagram sends, and its implementations.
+//!
+//! A transport endpoint belongs to one lane of one node. It sends datagrams
+//! up to its MTU to a peer's same lane, to a set of peers, or to the lane's
+//! broadcast group, and receives datagrams in batches. Delivery is
+//! unreliable: a datagram may be dropped (a full receive queue drops, as UD
+//! does), and the protocol core repairs loss.
+//!
+//! - [`inproc`]: every node of a cluster in one process, bounded queues.
+
+pub mod batch;
+pub mod inproc;
+mod wake;
+
+pub use batch::{RecvBatch, SendBatch};
+pub use rzab_proto::{Dest, NodeId, NodeSet};
+pub use wake::Sleeper;
+
+use std::io;
+use std::task::Waker;
+use std::time::Duration;
+
+/// Counters every transport keeps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TransportStats {
+    /// Datagrams handed to the network (a fan-out counts each copy).
+    pub datagrams_sent: u64,
+    pub bytes_sent: u64,
+    pub datagrams_recv: u64,
+    pub bytes_recv: u64,
+    /// Datagrams dropped because a receive queue was full.
+    pub dropped_full: u64,
+    /// Send or receive calls into the kernel (or the fabric), for batching figures.
+    pub send_calls: u64,
+    pub recv_calls: u64,
+}
+
+impl TransportStats {
+    pub fn add(&mut self, o: &TransportStats) {
+        self.datagrams_sent += o.datagrams_sent;
+        self.bytes_sent += o.bytes_sent;
+        self.datagrams_recv += o.datagrams_recv;
+        self.bytes_recv += o.bytes_recv;
+        self.dropped_full += o.dropped_full;
+        self.send_calls += o.send_calls;
+        self.recv_calls += o.recv_calls;
+    }
+}
+
+/// One lane's endpoint on the network.
+pub trait Transport: Send {
+    /// Largest datagram this transport carries.
+    fn mtu(&self) -> usize;
+
+    /// Sends every datagram in the batch (best effort: the network may drop
+    /// any of them). The batch is left as it was; the caller clears it.
+    fn send(&mut self, batch: &SendBatch) -> io::Result<()>;
+
+    /// Receives what has arrived, without blocking, up to the batch's
+    /// capacity. Returns the number of datagrams now in the batch.
+    fn recv(&mut self, batch: &mut RecvBatch) -> io::Result<usize>;
+
+    /// Blocks until a datagram may have arrived, the waker is woken, or
+    /// `timeout` passes. May return early.
+    fn wait(&mut self, timeout: Duration) -> io::Result<()>;
+
+    /// Wakes this endpoint's `wait` from another thread.
+    fn waker(&self) -> Waker;
+
+    fn stats(&self) -> TransportStats;
+}

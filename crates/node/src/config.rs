@@ -1,0 +1,314 @@
+//! The run-time configuration of a cluster run: shape, protocol knobs and
+//! workload. Every knob has the prototype's value as default where it had one.
+
+use rzab_proto::{BroadcastMode, LaneConfig, NodeId, NodeSet, Span};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// How keys are drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Distribution {
+    Uniform,
+    /// Zipf with this exponent; hot keys are spread over the key space.
+    Zipf {
+        exponent: f64,
+    },
+}
+
+impl FromStr for Distribution {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "uniform" => Ok(Distribution::Uniform),
+            "zipf" => Ok(Distribution::Zipf { exponent: 0.99 }),
+            _ => {
+                let exp = s
+                    .strip_prefix("zipf:")
+                    .ok_or_else(|| format!("'{s}' is not uniform, zipf or zipf:EXPONENT"))?;
+                let exponent: f64 = exp.parse().map_err(|_| format!("'{exp}' is not a number"))?;
+                if !(exponent > 0.0 && exponent.is_finite()) {
+                    return Err(format!("zipf exponent {exponent} must be positive"));
+                }
+                Ok(Distribution::Zipf { exponent })
+            }
+        }
+    }
+}
+
+impl fmt::Display for Distribution {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Distribution::Uniform => write!(f, "uniform"),
+            Distribution::Zipf { exponent } => write!(f, "zipf:{exponent}"),
+        }
+    }
+}
+
+/// How an idle lane thread waits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PollMode {
+    /// Spin briefly, then yield, then sleep until woken: fits more threads than cores.
+    #[default]
+    Adaptive,
+    /// Never sleep: for dedicated cores.
+    Busy,
+}
+
+impl FromStr for PollMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "adaptive" => Ok(PollMode::Adaptive),
+            "busy" => Ok(PollMode::Busy),
+            _ => Err(format!("'{s}' is not adaptive or busy")),
+        }
+    }
+}
+
+/// What every lane's sessions do.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadConfig {
+    /// Closed-loop sessions per lane (prototype: 22).
+    pub sessions: u32,
+    /// Fraction of operations that are writes, 0 to 1.
+    pub write_ratio: f64,
+    pub keys: u64,
+    pub value_size: usize,
+    pub distribution: Distribution,
+    pub seed: u64,
+    /// One operation per line (`r KEY` or `w KEY`) instead of generated ops.
+    pub trace_file: Option<PathBuf>,
+    /// Generated operations per lane before the trace repeats.
+    pub trace_len: usize,
+    /// Most operations a lane issues per turn (prototype: 1000).
+    pub issue_batch: usize,
+    /// Check session guarantees on every read (costs memory per key touched).
+    pub verify: bool,
+}
+
+impl Default for WorkloadConfig {
+    fn default() -> Self {
+        WorkloadConfig {
+            sessions: 22,
+            write_ratio: 0.05,
+            keys: 1_000_000,
+            value_size: 32,
+            distribution: Distribution::Uniform,
+            seed: 42,
+            trace_file: None,
+            trace_len: 1 << 20,
+            issue_batch: 1000,
+            verify: false,
+        }
+    }
+}
+
+/// Protocol knobs shared by every lane.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProtoConfig {
+    pub mtu: usize,
+    pub broadcast: BroadcastMode,
+    pub prepare_credits: usize,
+    pub commit_credits: usize,
+    pub write_credits: usize,
+    pub prepare_batch_max: usize,
+    pub write_batch_max: usize,
+    pub log_capacity: usize,
+    pub window: usize,
+    pub retransmit_timeout_us: u64,
+}
+
+impl Default for ProtoConfig {
+    fn default() -> Self {
+        let d = LaneConfig::new(0, 0, NodeSet::from_ids([0]), 0, 0);
+        ProtoConfig {
+            mtu: d.mtu,
+            broadcast: d.broadcast,
+            prepare_credits: d.prepare_credits,
+            commit_credits: d.commit_credits,
+            write_credits: d.write_credits,
+            prepare_batch_max: d.prepare_batch_max,
+            write_batch_max: d.write_batch_max,
+            log_capacity: d.log_capacity,
+            window: d.window,
+            retransmit_timeout_us: d.retransmit_timeout.as_micros(),
+        }
+    }
+}
+
+/// One whole run of a cluster under load.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    pub cluster_id: u32,
+    pub nodes: u8,
+    pub lanes: u8,
+    pub leader: NodeId,
+    pub duration_s: f64,
+    pub interval_s: f64,
+    /// Longest wait for every write to complete and every replica to
+    /// converge at the end, before the run is declared stalled.
+    pub drain_timeout_s: f64,
+    pub poll: PollMode,
+    /// Datagrams each in-process lane endpoint queues before dropping.
+    pub queue_depth: usize,
+    pub proto: ProtoConfig,
+    pub workload: WorkloadConfig,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            cluster_id: 1,
+            nodes: 3,
+            lanes: 1,
+            leader: 0,
+            duration_s: 10.0,
+            interval_s: 1.0,
+            drain_timeout_s: 10.0,
+            poll: PollMode::Adaptive,
+            queue_depth: 4096,
+            proto: ProtoConfig::default(),
+            workload: WorkloadConfig::default(),
+        }
+    }
+}
+
+/// A configuration that cannot run, naming the field at fault.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct ConfigError {
+    pub field: String,
+    pub reason: String,
+}
+
+pub(crate) fn bad(field: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: field.to_string(),
+        reason: reason.into(),
+    }
+}
+
+impl RunConfig {
+    pub fn members(&self) -> NodeSet {
+        NodeSet::from_ids(0..self.nodes)
+    }
+
+    /// The lane state machine config for `lane` at `node`.
+    pub fn lane_config(&self, node: NodeId, lane: u8) -> LaneConfig {
+        let p = &self.proto;
+        let mut c = LaneConfig::new(self.cluster_id, node, self.members(), self.leader, lane);
+        c.mtu = p.mtu;
+        c.value_max = self.workload.value_size;
+        c.broadcast = p.broadcast;
+        c.prepare_credits = p.prepare_credits;
+        c.commit_credits = p.commit_credits;
+        c.write_credits = p.write_credits;
+        c.prepare_batch_max = p.prepare_batch_max;
+        c.write_batch_max = p.write_batch_max;
+        c.log_capacity = p.log_capacity;
+        c.window = p.window;
+        c.max_sessions = self.workload.sessions.max(1);
+        c.max_pending_writes = self.workload.sessions.max(1) as usize;
+        c.retransmit_timeout = Span::from_micros(p.retransmit_timeout_us);
+        c
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.nodes == 0 || self.nodes as usize > rzab_proto::MAX_NODES {
+            return Err(bad(
+                "nodes",
+                format!("{} is not in 1..={}", self.nodes, rzab_proto::MAX_NODES),
+            ));
+        }
+        if self.lanes == 0 {
+            return Err(bad("lanes", "must be at least 1"));
+        }
+        if self.leader >= self.nodes {
+            return Err(bad(
+                "leader",
+                format!("{} is not a node id below {}", self.leader, self.nodes),
+            ));
+        }
+        for (field, v) in [("duration", self.duration_s), ("interval", self.interval_s)] {
+            if !(v > 0.0 && v.is_finite()) {
+                return Err(bad(field, format!("{v} must be a positive number of seconds")));
+            }
+        }
+        if !(self.drain_timeout_s > 0.0 && self.drain_timeout_s.is_finite()) {
+            return Err(bad("drain-timeout", "must be a positive number of seconds"));
+        }
+        if self.queue_depth == 0 {
+            return Err(bad("queue-depth", "must be at least 1"));
+        }
+        self.validate_workload()?;
+        // The lane configs must be valid too; report their field names.
+        self.lane_config(self.leader, 0)
+            .validate()
+            .map_err(|e| bad(e.field, e.reason))
+    }
+
+    fn validate_workload(&self) -> Result<(), ConfigError> {
+        let w = &self.workload;
+        if !(0.0..=1.0).contains(&w.write_ratio) {
+            return Err(bad(
+                "write-ratio",
+                format!("{} is not a fraction between 0 and 1", w.write_ratio),
+            ));
+        }
+        if w.keys == 0 || w.keys > (1 << 40) {
+            return Err(bad("keys", format!("{} is not in 1..=2^40", w.keys)));
+        }
+        if w.value_size < 8 || w.value_size > u16::MAX as usize {
+            return Err(bad(
+                "value-size",
+                format!("{} is not in 8..=65535 bytes", w.value_size),
+            ));
+        }
+        if w.sessions == 0 || w.sessions > u16::MAX as u32 {
+            return Err(bad("sessions", format!("{} is not in 1..=65535", w.sessions)));
+        }
+        if w.trace_len == 0 {
+            return Err(bad("trace-len", "must be at least 1"));
+        }
+        if w.issue_batch == 0 {
+            return Err(bad("issue-batch", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distributions_parse() {
+        assert_eq!("uniform".parse(), Ok(Distribution::Uniform));
+        assert_eq!("zipf:0.99".parse(), Ok(Distribution::Zipf { exponent: 0.99 }));
+        assert!("zipf:-1".parse::<Distribution>().is_err());
+        assert!("pareto".parse::<Distribution>().is_err());
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        RunConfig::default().validate().unwrap();
+        let mut c = RunConfig::default();
+        c.workload.write_ratio = 1.5;
+        assert_eq!(c.validate().unwrap_err().field, "write-ratio");
+        let c = RunConfig {
+            leader: 3,
+            ..RunConfig::default()
+        };
+        assert_eq!(c.validate().unwrap_err().field, "leader");
+        let mut c = RunConfig::default();
+        c.proto.mtu = 99;
+        assert_eq!(c.validate().unwrap_err().field, "mtu");
+        let mut c = RunConfig::default();
+        c.workload.value_size = 4;
+        assert_eq!(c.validate().unwrap_err().field, "value-size");
+    }
+}

@@ -1,0 +1,484 @@
+//! One lane's worker thread: receive, apply in zxid order, issue session
+//! operations, sequence (leader), send; then back off if there was nothing
+//! to do.
+
+use crate::config::PollMode;
+use crate::node::NodeShared;
+use crate::role::{Role, Submitted};
+use crate::session::{Session, Violations};
+use crate::stats::{LaneShared, RuntimeStats, Snapshot};
+use crate::value;
+use crate::workload::{Trace, TraceOp};
+use hdrhistogram::Histogram;
+use rzab_proto::{LaneStats, Time};
+use rzab_store::ItemMeta;
+use rzab_transport::{RecvBatch, SendBatch, Transport, TransportStats};
+use rzab_wire::{Op, WriteEntry, decode};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+/// The run's phase, set by the orchestrator and read by every lane.
+#[derive(Debug, Default)]
+pub struct Control {
+    phase: AtomicU8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Sessions issue operations.
+    Running,
+    /// No new operations; outstanding writes finish.
+    Draining,
+    Stopped,
+}
+
+impl Control {
+    pub fn set(&self, p: Phase) {
+        self.phase.store(p as u8, Ordering::Release);
+    }
+
+    pub fn get(&self) -> Phase {
+        match self.phase.load(Ordering::Acquire) {
+            0 => Phase::Running,
+            1 => Phase::Draining,
+            _ => Phase::Stopped,
+        }
+    }
+}
+
+/// Monotonic nanoseconds since the run began.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock(Instant);
+
+impl Clock {
+    pub fn new() -> Clock {
+        Clock(Instant::now())
+    }
+
+    pub fn now(&self) -> Time {
+        Time(self.0.elapsed().as_nanos() as u64)
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What a lane hands back when it stops.
+pub struct LaneResult {
+    pub node: u8,
+    pub lane: u8,
+    pub read_latency_ns: Histogram<u64>,
+    pub write_latency_ns: Histogram<u64>,
+    pub snapshot: Snapshot,
+    pub violations: Violations,
+    pub error: Option<String>,
+}
+
+/// Everything a lane worker is built from.
+pub struct LaneSetup<T> {
+    pub node: Arc<NodeShared>,
+    pub lane: u8,
+    pub role: Role,
+    pub transport: T,
+    pub trace: Trace,
+    pub sessions: u32,
+    pub issue_batch: usize,
+    pub value_size: usize,
+    pub verify: bool,
+    pub poll: PollMode,
+    pub shared: Arc<LaneShared>,
+    pub control: Arc<Control>,
+    pub clock: Clock,
+}
+
+/// Datagrams received or sent per batch.
+const BATCH: usize = 64;
+/// Idle turns spent spinning, then yielding, before sleeping.
+const SPIN_TURNS: u32 = 16;
+const YIELD_TURNS: u32 = 64;
+/// Longest sleep, so a lane notices phase changes promptly.
+const MAX_SLEEP: Duration = Duration::from_millis(2);
+const PUBLISH_EVERY_NS: u64 = 1_000_000;
+
+pub struct LaneWorker<T> {
+    node: Arc<NodeShared>,
+    lane: u8,
+    role: Role,
+    transport: T,
+    send: SendBatch,
+    recv: RecvBatch,
+    sessions: Vec<Session>,
+    cursor: usize,
+    trace: Trace,
+    issue_batch: usize,
+    value_size: usize,
+    verify: bool,
+    read_keys: Vec<u64>,
+    read_sessions: Vec<u32>,
+    read_values: Vec<u8>,
+    read_metas: Vec<Option<ItemMeta>>,
+    value_buf: Vec<u8>,
+    hist_read: Histogram<u64>,
+    hist_write: Histogram<u64>,
+    rt: RuntimeStats,
+    violations: Violations,
+    poll: PollMode,
+    shared: Arc<LaneShared>,
+    control: Arc<Control>,
+    clock: Clock,
+    last_publish: Time,
+    error: Option<String>,
+}
+
+pub(crate) fn histogram() -> Histogram<u64> {
+    // 1 ns to 60 s at 3 significant digits; these bounds are valid.
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).unwrap_or_else(|_| unreachable!())
+}
+
+impl<T: Transport> LaneWorker<T> {
+    pub fn new(s: LaneSetup<T>) -> Self {
+        let mtu = s.transport.mtu();
+        let n = s.issue_batch;
+        LaneWorker {
+            node: s.node,
+            lane: s.lane,
+            role: s.role,
+            transport: s.transport,
+            send: SendBatch::new(BATCH, mtu),
+            recv: RecvBatch::new(BATCH, mtu),
+            sessions: (0..s.sessions).map(|_| Session::new(s.verify)).collect(),
+            cursor: 0,
+            trace: s.trace,
+            issue_batch: n,
+            value_size: s.value_size,
+            verify: s.verify,
+            read_keys: Vec::with_capacity(n),
+            read_sessions: Vec::with_capacity(n),
+            read_values: vec![0; n * s.value_size],
+            read_metas: vec![None; n],
+            value_buf: vec![0; s.value_size],
+            hist_read: histogram(),
+            hist_write: histogram(),
+            rt: RuntimeStats::default(),
+            violations: Violations::default(),
+            poll: s.poll,
+            shared: s.shared,
+            control: s.control,
+            clock: s.clock,
+            last_publish: Time::ZERO,
+            error: None,
+        }
+    }
+
+    /// Runs until the orchestrator stops the run or the lane fails.
+    pub fn run(mut self) -> LaneResult {
+        let mut idle = 0u32;
+        let mut last_phase = Phase::Running;
+        loop {
+            let phase = self.control.get();
+            if phase == Phase::Stopped || self.error.is_some() {
+                break;
+            }
+            if phase != last_phase {
+                // Publish at once so the orchestrator sees the drain begin.
+                last_phase = phase;
+                self.last_publish = Time::ZERO;
+            }
+            let now = self.clock.now();
+            let busy = match self.turn(now, phase == Phase::Running) {
+                Ok(b) => b,
+                Err(e) => {
+                    self.error = Some(e);
+                    break;
+                }
+            };
+            if now.0 - self.last_publish.0 >= PUBLISH_EVERY_NS {
+                self.publish(now);
+            }
+            if busy {
+                idle = 0;
+            } else {
+                idle = idle.saturating_add(1);
+                self.back_off(idle, now);
+            }
+        }
+        let now = self.clock.now();
+        self.publish(now);
+        LaneResult {
+            node: self.node.id,
+            lane: self.lane,
+            snapshot: self.shared.read(),
+            read_latency_ns: self.hist_read,
+            write_latency_ns: self.hist_write,
+            violations: self.violations,
+            error: self.error,
+        }
+    }
+
+    /// One pass over every input. Returns whether anything happened.
+    fn turn(&mut self, now: Time, issue: bool) -> Result<bool, String> {
+        self.rt.turns += 1;
+        let received = self.receive(now)?;
+        let applied = self.apply(now)?;
+        let issued = if issue {
+            self.issue(now)
+        } else {
+            self.retry_submits()
+        };
+        self.role.handle_timeout(now);
+        self.sequence()?;
+        let sent = self.transmit(now)?;
+        Ok(received + applied + issued + sent > 0)
+    }
+
+    fn receive(&mut self, now: Time) -> Result<usize, String> {
+        self.recv.clear();
+        let n = self
+            .transport
+            .recv(&mut self.recv)
+            .map_err(|e| format!("receive failed: {e}"))?;
+        for bytes in self.recv.iter() {
+            match decode(bytes) {
+                Ok(m) => self.role.handle(now, &m),
+                Err(_) => self.rt.decode_errors += 1,
+            }
+        }
+        Ok(n)
+    }
+
+    /// Applies committed entries while the gate admits them.
+    fn apply(&mut self, now: Time) -> Result<usize, String> {
+        let mut applied = 0;
+        while let Some(e) = self.role.next_apply() {
+            let z = e.meta.zxid;
+            if !self.node.gate.is_next(z) {
+                self.rt.gate_waits += 1;
+                break;
+            }
+            let store = &self.node.store;
+            let done = match e.meta.op {
+                Op::Put => store.put(e.meta.key, e.value, z.0).map(|_| ()),
+                Op::Delete => store.delete(e.meta.key, z.0).map(|_| ()),
+            };
+            done.map_err(|err| format!("node {} cannot apply {z}: {err}", self.node.id))?;
+            self.node.history.record(&e);
+            self.node.gate.publish(z);
+            let (origin, session, seq) = (e.meta.origin, e.meta.session, e.meta.seq);
+            self.role.advance_apply();
+            if origin == self.node.id {
+                self.complete(session, seq, z.0, now);
+            }
+            applied += 1;
+        }
+        if applied > 0 {
+            self.node.wake_lanes(self.lane as usize);
+        }
+        Ok(applied)
+    }
+
+    fn complete(&mut self, session: u32, seq: u32, zxid: u64, now: Time) {
+        let Some(s) = self.sessions.get_mut(session as usize) else {
+            self.violations.completions += 1;
+            return;
+        };
+        if let Some(issued) = s.complete(seq, zxid, &mut self.violations) {
+            self.rt.writes_completed += 1;
+            let _ = self.hist_write.record((now.0 - issued.0).max(1));
+        }
+    }
+
+    /// Issues operations round-robin over unblocked sessions: reads are
+    /// collected and served from the store in one batch; a write blocks its
+    /// session until applied here.
+    fn issue(&mut self, now: Time) -> usize {
+        let mut ops = self.retry_submits();
+        self.read_keys.clear();
+        self.read_sessions.clear();
+        let n = self.sessions.len();
+        let mut visited = 0;
+        while visited < n && ops < self.issue_batch {
+            let idx = self.cursor;
+            if !self.sessions[idx].is_blocked() {
+                ops += self.issue_session(idx, now, self.issue_batch - ops);
+            }
+            visited += 1;
+            self.cursor = (self.cursor + 1) % n;
+        }
+        self.serve_reads(now);
+        ops
+    }
+
+    /// Takes trace operations for one session until its first write or the budget.
+    fn issue_session(&mut self, idx: usize, now: Time, budget: usize) -> usize {
+        let mut ops = 0;
+        while ops < budget {
+            ops += 1;
+            match self.trace.next_op() {
+                TraceOp::Read(k) => {
+                    self.read_keys.push(k);
+                    self.read_sessions.push(idx as u32);
+                }
+                TraceOp::Write(k) => {
+                    self.sessions[idx].start_write(k, now);
+                    self.rt.writes_issued += 1;
+                    self.submit(idx);
+                    break;
+                }
+            }
+        }
+        ops
+    }
+
+    /// Hands session `idx`'s pending write to the lane.
+    fn submit(&mut self, idx: usize) -> bool {
+        let Some(p) = self.sessions[idx].pending else {
+            return false;
+        };
+        value::fill(
+            &mut self.value_buf,
+            p.key,
+            value::tag(self.node.id, self.lane, idx as u32, p.seq),
+        );
+        let w = WriteEntry {
+            session: idx as u32,
+            seq: p.seq,
+            key: p.key,
+            op: Op::Put,
+            value: &self.value_buf,
+        };
+        match self.role.submit(&w) {
+            Submitted::Accepted => {
+                if let Some(p) = self.sessions[idx].pending.as_mut() {
+                    p.submitted = true;
+                }
+                true
+            }
+            Submitted::Retry => {
+                self.rt.submit_retries += 1;
+                false
+            }
+            Submitted::Refused(why) => {
+                self.error = Some(format!("lane refused a session write: {why}"));
+                false
+            }
+        }
+    }
+
+    /// Retries writes a full lane could not take earlier.
+    fn retry_submits(&mut self) -> usize {
+        let mut n = 0;
+        for idx in 0..self.sessions.len() {
+            if self.sessions[idx].pending.is_some_and(|p| !p.submitted) && self.submit(idx) {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    fn serve_reads(&mut self, started: Time) {
+        let n = self.read_keys.len();
+        if n == 0 {
+            return;
+        }
+        let vs = self.value_size;
+        let store = &self.node.store;
+        store.get_batch(
+            &self.read_keys,
+            &mut self.read_values[..n * vs],
+            &mut self.read_metas[..n],
+        );
+        self.rt.reads += n as u64;
+        if self.verify {
+            for i in 0..n {
+                self.verify_read(i);
+            }
+        }
+        let latency = (self.clock.now().0 - started.0).max(1);
+        let _ = self.hist_read.record_n(latency, n as u64);
+    }
+
+    fn verify_read(&mut self, i: usize) {
+        let (key, s) = (self.read_keys[i], self.read_sessions[i] as usize);
+        let vs = self.value_size;
+        match self.read_metas[i] {
+            Some(meta) => {
+                let bytes = &self.read_values[i * vs..i * vs + meta.len];
+                if !value::check(bytes, key) {
+                    self.violations.bad_values += 1;
+                }
+                self.sessions[s].observe_read(key, meta.zxid, &mut self.violations);
+            }
+            None => self.violations.bad_values += 1,
+        }
+    }
+
+    fn sequence(&mut self) -> Result<(), String> {
+        if let (Role::Leader(l), Some(seq)) = (&mut self.role, self.node.sequencer.as_ref()) {
+            l.sequence(seq).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn transmit(&mut self, now: Time) -> Result<usize, String> {
+        let mut sent = 0;
+        loop {
+            let Some(buf) = self.send.next_buf() else {
+                sent += self.flush()?;
+                continue;
+            };
+            match self.role.poll_transmit(now, buf) {
+                Some(t) => self.send.push(t.dest, t.len),
+                None => break,
+            }
+        }
+        sent += self.flush()?;
+        Ok(sent)
+    }
+
+    fn flush(&mut self) -> Result<usize, String> {
+        let n = self.send.len();
+        if n > 0 {
+            self.transport
+                .send(&self.send)
+                .map_err(|e| format!("send failed: {e}"))?;
+            self.send.clear();
+        }
+        Ok(n)
+    }
+
+    fn back_off(&mut self, idle: u32, now: Time) {
+        if self.poll == PollMode::Busy || idle <= SPIN_TURNS {
+            std::hint::spin_loop();
+        } else if idle <= YIELD_TURNS {
+            std::thread::yield_now();
+        } else {
+            let until = self.role.poll_timeout().unwrap_or(Time::NEVER);
+            let wait = Duration::from_nanos(until.0.saturating_sub(now.0)).min(MAX_SLEEP);
+            self.rt.sleeps += 1;
+            let _ = self.transport.wait(wait);
+        }
+    }
+
+    fn publish(&mut self, now: Time) {
+        self.last_publish = now;
+        let mut progress = self.role.progress();
+        progress.blocked_sessions = self.sessions.iter().filter(|s| s.is_blocked()).count() as u64;
+        progress.failed = self.error.is_some();
+        progress.draining = self.control.get() != Phase::Running;
+        self.shared.publish(Snapshot {
+            proto: *self.role.stats(),
+            runtime: self.rt,
+            transport: self.transport.stats(),
+            progress,
+        });
+    }
+}
+
+/// The proto and transport counters of a finished lane (for tests).
+pub fn counters(r: &LaneResult) -> (LaneStats, TransportStats) {
+    (r.snapshot.proto, r.snapshot.transport)
+}

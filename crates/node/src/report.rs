@@ -1,0 +1,239 @@
+//! The figures of a run: per node and for the cluster, printed for people
+//! and serialized as JSON.
+
+use crate::config::RunConfig;
+use crate::session::Violations;
+use crate::stats::{RuntimeStats, Snapshot};
+use hdrhistogram::Histogram;
+use rzab_proto::LaneStats;
+use rzab_transport::TransportStats;
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// Latency percentiles in microseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+impl Percentiles {
+    pub fn of(h: &Histogram<u64>) -> Percentiles {
+        let us = |ns: u64| ns as f64 / 1000.0;
+        Percentiles {
+            count: h.len(),
+            p50: us(h.value_at_quantile(0.50)),
+            p90: us(h.value_at_quantile(0.90)),
+            p99: us(h.value_at_quantile(0.99)),
+            p999: us(h.value_at_quantile(0.999)),
+            max: us(h.max()),
+        }
+    }
+}
+
+/// Average operations per message of each kind (0 when none were sent).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Batches {
+    pub writes_per_write: f64,
+    pub prepares_per_prepare: f64,
+    pub prepares_per_ack: f64,
+    pub commits_per_commit: f64,
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+impl Batches {
+    pub fn of(s: &LaneStats) -> Batches {
+        Batches {
+            writes_per_write: ratio(s.writes_sent, s.write_msgs_sent),
+            prepares_per_prepare: ratio(s.prepares_sent, s.prepare_msgs_sent),
+            prepares_per_ack: ratio(s.acked_lids_sent, s.acks_sent),
+            commits_per_commit: ratio(s.commits_sent, s.commit_msgs_sent),
+        }
+    }
+}
+
+/// Stall counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Stalls {
+    pub apply_order_waits: u64,
+    pub prepare_credit_waits: u64,
+    pub commit_credit_waits: u64,
+    pub write_credit_waits: u64,
+}
+
+impl Stalls {
+    pub fn of(s: &Snapshot) -> Stalls {
+        Stalls {
+            apply_order_waits: s.runtime.gate_waits,
+            prepare_credit_waits: s.proto.prepare_credit_stalls,
+            commit_credit_waits: s.proto.commit_credit_stalls,
+            write_credit_waits: s.proto.write_credit_stalls,
+        }
+    }
+}
+
+/// Rates over one stretch of time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Rates {
+    pub mops: f64,
+    pub reads_per_s: f64,
+    pub writes_per_s: f64,
+}
+
+impl Rates {
+    pub fn of(r: &RuntimeStats, secs: f64) -> Rates {
+        let per_s = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+        Rates {
+            mops: per_s(r.ops()) / 1e6,
+            reads_per_s: per_s(r.reads),
+            writes_per_s: per_s(r.writes_completed),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeReport {
+    pub id: u8,
+    pub leader: bool,
+    pub rates: Rates,
+    pub batches: Batches,
+    pub stalls: Stalls,
+    pub runtime: RuntimeStats,
+    pub proto: LaneStats,
+    pub transport: TransportStats,
+    /// xxh3 over every (key, zxid, value) in key order, as hex.
+    pub digest: String,
+    /// Writes applied and the hash chain over them, in apply order.
+    pub applied: u64,
+    pub history: String,
+    pub violations: Violations,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ClusterReport {
+    pub rates: Rates,
+    pub batches: Batches,
+    pub stalls: Stalls,
+    pub read_latency_us: Percentiles,
+    pub write_latency_us: Percentiles,
+    pub writes_issued: u64,
+    pub writes_completed: u64,
+    /// Datagrams sent by all nodes per committed write.
+    pub datagrams_per_write: f64,
+    pub digests_match: bool,
+    pub histories_match: bool,
+    pub violations: Violations,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct IntervalReport {
+    pub t_s: f64,
+    pub nodes: Vec<Rates>,
+    pub cluster: Rates,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub config: RunConfig,
+    pub transport: String,
+    /// Seconds the sessions ran (rates are over this).
+    pub elapsed_s: f64,
+    pub nodes: Vec<NodeReport>,
+    pub cluster: ClusterReport,
+    pub intervals: Vec<IntervalReport>,
+    /// Everything that makes the run a failure; empty when it passed.
+    pub problems: Vec<String>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// The human summary printed at the end of a run.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let c = &self.config;
+        let w = &c.workload;
+        let _ = writeln!(
+            s,
+            "== rzab bench: {} nodes x {} lanes, {}, {:.1} s, {}% writes, {} keys, {}-byte values, {} ==",
+            c.nodes,
+            c.lanes,
+            self.transport,
+            self.elapsed_s,
+            w.write_ratio * 100.0,
+            w.keys,
+            w.value_size,
+            w.distribution
+        );
+        for n in &self.nodes {
+            let role = if n.leader { "(leader)" } else { "" };
+            let _ = writeln!(
+                s,
+                "node {:<3}{:<9}{}  digest {}",
+                n.id,
+                role,
+                rate_line(&n.rates),
+                n.digest
+            );
+        }
+        let cl = &self.cluster;
+        let _ = writeln!(s, "cluster     {}  ", rate_line(&cl.rates));
+        let b = &cl.batches;
+        let _ = writeln!(
+            s,
+            "batch sizes   writes/Write {:.1}  prepares/Prepare {:.1}  prepares/Ack {:.1}  commits/Commit {:.1}",
+            b.writes_per_write, b.prepares_per_prepare, b.prepares_per_ack, b.commits_per_commit
+        );
+        let st = &cl.stalls;
+        let _ = writeln!(
+            s,
+            "stalls        apply-order waits {}  credit waits: prepare {} commit {} write {}",
+            st.apply_order_waits, st.prepare_credit_waits, st.commit_credit_waits, st.write_credit_waits
+        );
+        for (name, p) in [("read ", &cl.read_latency_us), ("write", &cl.write_latency_us)] {
+            let _ = writeln!(
+                s,
+                "{name} latency us  p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}  ({} ops)",
+                p.p50, p.p90, p.p99, p.p999, p.max, p.count
+            );
+        }
+        let _ = writeln!(
+            s,
+            "writes        {} issued, {} completed, {:.2} datagrams per write",
+            cl.writes_issued, cl.writes_completed, cl.datagrams_per_write
+        );
+        let verdict = if cl.digests_match && cl.histories_match {
+            "all match"
+        } else {
+            "MISMATCH"
+        };
+        let _ = writeln!(s, "digests       {verdict}");
+        if self.ok() {
+            let _ = writeln!(s, "result        ok");
+        } else {
+            for p in &self.problems {
+                let _ = writeln!(s, "PROBLEM       {p}");
+            }
+        }
+        s
+    }
+}
+
+/// "  3.41 Mops/s  reads 3.24 M/s  writes 170.2 k/s".
+pub fn rate_line(r: &Rates) -> String {
+    format!(
+        "{:7.3} Mops/s  reads {:7.3} M/s  writes {:8.1} k/s",
+        r.mops,
+        r.reads_per_s / 1e6,
+        r.writes_per_s / 1e3
+    )
+}

@@ -1,0 +1,106 @@
+//! A lane's protocol state machine, whichever role the node plays.
+
+use crate::stats::Progress;
+use rzab_proto::{EntryRef, FollowerLane, LaneStats, LeaderLane, QueueError, SubmitError, Time, Transmit};
+use rzab_wire::{Message, WriteEntry};
+
+pub enum Role {
+    Leader(LeaderLane),
+    Follower(FollowerLane),
+}
+
+/// Outcome of handing a session's write to the lane.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Submitted {
+    Accepted,
+    /// No room now; try again next turn.
+    Retry,
+    /// The write can never be accepted (a bug in the caller).
+    Refused(String),
+}
+
+impl Role {
+    pub fn handle(&mut self, now: Time, m: &Message<'_>) {
+        match self {
+            Role::Leader(l) => l.handle(now, m),
+            Role::Follower(f) => f.handle(now, m),
+        }
+    }
+
+    pub fn poll_transmit(&mut self, now: Time, buf: &mut [u8]) -> Option<Transmit> {
+        match self {
+            Role::Leader(l) => l.poll_transmit(now, buf),
+            Role::Follower(f) => f.poll_transmit(now, buf),
+        }
+    }
+
+    pub fn next_apply(&self) -> Option<EntryRef<'_>> {
+        match self {
+            Role::Leader(l) => l.next_apply(),
+            Role::Follower(f) => f.next_apply(),
+        }
+    }
+
+    pub fn advance_apply(&mut self) {
+        match self {
+            Role::Leader(l) => l.advance_apply(),
+            Role::Follower(f) => f.advance_apply(),
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Time) {
+        match self {
+            Role::Leader(l) => l.handle_timeout(now),
+            Role::Follower(f) => f.handle_timeout(now),
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Time> {
+        match self {
+            Role::Leader(l) => l.poll_timeout(),
+            Role::Follower(f) => f.poll_timeout(),
+        }
+    }
+
+    pub fn stats(&self) -> &LaneStats {
+        match self {
+            Role::Leader(l) => l.stats(),
+            Role::Follower(f) => f.stats(),
+        }
+    }
+
+    pub fn submit(&mut self, w: &WriteEntry<'_>) -> Submitted {
+        match self {
+            Role::Leader(l) => match l.submit(w) {
+                Ok(()) => Submitted::Accepted,
+                Err(SubmitError::Full) => Submitted::Retry,
+                Err(e) => Submitted::Refused(e.to_string()),
+            },
+            Role::Follower(f) => match f.submit(w) {
+                Ok(()) => Submitted::Accepted,
+                Err(QueueError::Full) => Submitted::Retry,
+                Err(e) => Submitted::Refused(e.to_string()),
+            },
+        }
+    }
+
+    pub fn progress(&self) -> Progress {
+        match self {
+            Role::Leader(l) => Progress {
+                leader: true,
+                apply_lid: l.apply_lid(),
+                commit_lid: l.commit_lid(),
+                end_lid: l.end_lid(),
+                lagging: l.lagging().0,
+                ..Progress::default()
+            },
+            Role::Follower(f) => Progress {
+                leader: false,
+                apply_lid: f.apply_lid(),
+                commit_lid: f.commit_lid(),
+                end_lid: f.received_lid(),
+                ..Progress::default()
+            },
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Counters of the runtime, and the snapshot each lane publishes for the
+//! stats printer (under a mutex, about once a millisecond: no racy reads).
+
+use rzab_proto::LaneStats;
+use rzab_transport::TransportStats;
+use serde::Serialize;
+use std::sync::Mutex;
+
+/// What the lane runtime counts (the state machine counts the protocol).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RuntimeStats {
+    pub reads: u64,
+    pub writes_issued: u64,
+    pub writes_completed: u64,
+    /// Turns a committed entry waited for another lane's earlier id (apply-order waits).
+    pub gate_waits: u64,
+    /// Writes a full lane could not take yet (retried next turn).
+    pub submit_retries: u64,
+    /// Datagrams that failed to decode.
+    pub decode_errors: u64,
+    pub turns: u64,
+    /// Times an idle lane slept.
+    pub sleeps: u64,
+}
+
+impl RuntimeStats {
+    pub fn ops(&self) -> u64 {
+        self.reads + self.writes_completed
+    }
+
+    pub fn add(&mut self, o: &RuntimeStats) {
+        self.reads += o.reads;
+        self.writes_issued += o.writes_issued;
+        self.writes_completed += o.writes_completed;
+        self.gate_waits += o.gate_waits;
+        self.submit_retries += o.submit_retries;
+        self.decode_errors += o.decode_errors;
+        self.turns += o.turns;
+        self.sleeps += o.sleeps;
+    }
+
+    pub fn since(&self, e: &RuntimeStats) -> RuntimeStats {
+        RuntimeStats {
+            reads: self.reads - e.reads,
+            writes_issued: self.writes_issued - e.writes_issued,
+            writes_completed: self.writes_completed - e.writes_completed,
+            gate_waits: self.gate_waits - e.gate_waits,
+            submit_retries: self.submit_retries - e.submit_retries,
+            decode_errors: self.decode_errors - e.decode_errors,
+            turns: self.turns - e.turns,
+            sleeps: self.sleeps - e.sleeps,
+        }
+    }
+}
+
+/// Where a lane's log stands, for convergence checks and stall reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Progress {
+    pub leader: bool,
+    pub apply_lid: u64,
+    pub commit_lid: u64,
+    /// Leader: lids appended; follower: lids received.
+    pub end_lid: u64,
+    /// Sessions with a write outstanding.
+    pub blocked_sessions: u64,
+    /// Leader: followers marked lagging (a node-id bitmask).
+    pub lagging: u64,
+    pub failed: bool,
+    /// The lane has seen the drain phase (its counts are final-shaped).
+    pub draining: bool,
+}
+
+/// One lane's published figures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Snapshot {
+    pub proto: LaneStats,
+    pub runtime: RuntimeStats,
+    pub transport: TransportStats,
+    pub progress: Progress,
+}
+
+impl Snapshot {
+    /// Adds counters (progress is not additive; it is left as is).
+    pub fn add_counters(&mut self, o: &Snapshot) {
+        self.proto.add(&o.proto);
+        self.runtime.add(&o.runtime);
+        self.transport.add(&o.transport);
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct LaneShared {
+    snapshot: Mutex<Snapshot>,
+}
+
+impl LaneShared {
+    pub fn publish(&self, s: Snapshot) {
+        if let Ok(mut g) = self.snapshot.lock() {
+            *g = s;
+        }
+    }
+
+    pub fn read(&self) -> Snapshot {
+        self.snapshot.lock().map(|g| *g).unwrap_or_default()
+    }
+}

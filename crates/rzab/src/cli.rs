@@ -1,0 +1,239 @@
+//! Command-line parsing and the commands.
+
+use clap::error::ErrorKind;
+use clap::{Args, Parser, Subcommand};
+use rzab_node::{Distribution, PollMode, RunConfig};
+use rzab_proto::BroadcastMode;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// rzab: ZooKeeper's atomic broadcast over datagrams, as a replicated
+/// in-memory key-value store.
+#[derive(Parser, Debug)]
+#[command(name = "rzab", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a whole cluster on this machine under a workload and report.
+    Bench(BenchArgs),
+}
+
+fn parse_broadcast(s: &str) -> Result<BroadcastMode, String> {
+    match s {
+        "multicast" => Ok(BroadcastMode::Multicast),
+        "unicast" => Ok(BroadcastMode::Unicast),
+        _ => Err(format!("'{s}' is not multicast or unicast")),
+    }
+}
+
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not a fraction between 0 and 1 (5% is 0.05)"))
+    }
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if v > 0.0 && v.is_finite() {
+        Ok(v)
+    } else {
+        Err(format!("{v} must be a positive number of seconds"))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Replicas in the cluster.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=64))]
+    pub nodes: u8,
+    /// Lanes (worker threads) per node; lane t of the leader talks to lane t of each follower.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..))]
+    pub lanes: u8,
+    /// Closed-loop client sessions per lane (each has at most one write outstanding).
+    #[arg(long, default_value_t = 22)]
+    pub sessions: u32,
+    /// Fraction of operations that are writes (0.05 = 5%).
+    #[arg(long, default_value = "0.05", value_parser = parse_fraction)]
+    pub write_ratio: f64,
+    /// Keys in the store (all preloaded).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub keys: u64,
+    /// Bytes per value.
+    #[arg(long, default_value_t = 32)]
+    pub value_size: usize,
+    /// Key distribution: uniform, zipf (0.99) or zipf:EXPONENT.
+    #[arg(long, default_value = "uniform")]
+    pub distribution: Distribution,
+    /// Seconds the sessions run.
+    #[arg(long, default_value = "10", value_parser = parse_seconds)]
+    pub duration: f64,
+    /// Seconds between stats lines.
+    #[arg(long, default_value = "1", value_parser = parse_seconds)]
+    pub interval: f64,
+    /// Seed of the generated workload (a run is reproducible).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Read operations from this file instead: one `r KEY` or `w KEY` per line.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+    /// Generated operations per lane before its trace repeats.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub trace_len: usize,
+    /// Most operations a lane issues per loop turn.
+    #[arg(long, default_value_t = 1000)]
+    pub issue_batch: usize,
+    /// Write the full report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Idle lanes: adaptive (spin, yield, then sleep) or busy (always spin; for dedicated cores).
+    #[arg(long, default_value = "adaptive")]
+    pub poll: PollMode,
+    /// Check read-your-writes and monotonic reads on every read.
+    #[arg(long)]
+    pub verify: bool,
+    /// Largest datagram in bytes.
+    #[arg(long, default_value_t = 4096)]
+    pub mtu: usize,
+    /// How Prepares and Commits reach followers: multicast or unicast.
+    #[arg(long, default_value = "multicast", value_parser = parse_broadcast)]
+    pub broadcast: BroadcastMode,
+    /// Prepare messages in flight per follower and lane.
+    #[arg(long, default_value_t = 6)]
+    pub prepare_credits: usize,
+    /// Commit messages in flight per follower and lane.
+    #[arg(long, default_value_t = 30)]
+    pub commit_credits: usize,
+    /// Write messages in flight from each follower lane.
+    #[arg(long, default_value_t = 6)]
+    pub write_credits: usize,
+    /// Most entries per Prepare (0: as many as the MTU holds).
+    #[arg(long, default_value_t = 0)]
+    pub prepare_batch_max: usize,
+    /// Most writes per Write message (0: as many as the MTU holds).
+    #[arg(long, default_value_t = 0)]
+    pub write_batch_max: usize,
+    /// Entries a leader lane retains for followers (a power of two).
+    #[arg(long, default_value_t = 1 << 16)]
+    pub log_capacity: usize,
+    /// Entries a follower lane buffers ahead of its apply point (a power of two).
+    #[arg(long, default_value_t = 1 << 13)]
+    pub window: usize,
+    /// Microseconds without acknowledgement before a message is sent again.
+    #[arg(long, default_value_t = 20_000)]
+    pub retransmit_timeout_us: u64,
+    /// Datagrams each in-process lane endpoint queues before dropping.
+    #[arg(long, default_value_t = 4096)]
+    pub queue_depth: usize,
+    /// Seconds to wait at the end for every write to complete and replicas to converge.
+    #[arg(long, default_value = "10", value_parser = parse_seconds)]
+    pub drain_timeout: f64,
+    /// Cluster id carried in every datagram.
+    #[arg(long, default_value_t = 1)]
+    pub cluster_id: u32,
+}
+
+impl BenchArgs {
+    pub fn config(&self) -> RunConfig {
+        let mut c = RunConfig {
+            cluster_id: self.cluster_id,
+            nodes: self.nodes,
+            lanes: self.lanes,
+            duration_s: self.duration,
+            interval_s: self.interval,
+            drain_timeout_s: self.drain_timeout,
+            poll: self.poll,
+            queue_depth: self.queue_depth,
+            ..RunConfig::default()
+        };
+        let p = &mut c.proto;
+        p.mtu = self.mtu;
+        p.broadcast = self.broadcast;
+        p.prepare_credits = self.prepare_credits;
+        p.commit_credits = self.commit_credits;
+        p.write_credits = self.write_credits;
+        p.prepare_batch_max = self.prepare_batch_max;
+        p.write_batch_max = self.write_batch_max;
+        p.log_capacity = self.log_capacity;
+        p.window = self.window;
+        p.retransmit_timeout_us = self.retransmit_timeout_us;
+        let w = &mut c.workload;
+        w.sessions = self.sessions;
+        w.write_ratio = self.write_ratio;
+        w.keys = self.keys;
+        w.value_size = self.value_size;
+        w.distribution = self.distribution;
+        w.seed = self.seed;
+        w.trace_file = self.trace.clone();
+        w.trace_len = self.trace_len;
+        w.issue_batch = self.issue_batch;
+        w.verify = self.verify;
+        c
+    }
+}
+
+/// Prints a usage error as one line and exits 2 (help and version print as usual).
+pub fn usage_error(e: clap::Error) -> ExitCode {
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        _ => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("rzab: error: {first} (see rzab --help)");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn fail_config(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("rzab: error: {msg}");
+    ExitCode::from(2)
+}
+
+pub fn bench(args: BenchArgs) -> ExitCode {
+    let cfg = args.config();
+    if let Err(e) = cfg.validate() {
+        return fail_config(format_args!("invalid --{}: {}", e.field, e.reason));
+    }
+    let mut stdout = std::io::stdout();
+    let report = match rzab_node::run_inproc(&cfg, &mut stdout) {
+        Ok(r) => r,
+        Err(rzab_node::RunError::Config(e)) => {
+            return fail_config(format_args!("invalid --{}: {}", e.field, e.reason));
+        }
+        Err(e) => return fail_config(e),
+    };
+    print!("{}", report.summary());
+    if let Some(path) = &args.json {
+        let written = serde_json::to_string_pretty(&report)
+            .map_err(|e| e.to_string())
+            .and_then(|s| std::fs::write(path, s + "\n").map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            eprintln!("rzab: error: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
