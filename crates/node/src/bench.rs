@@ -93,12 +93,12 @@ fn role(cfg: &RunConfig, node: NodeId, lane: u8) -> Result<Role, RunError> {
 /// Runs the whole cluster in this process and reports.
 pub fn run_inproc(cfg: &RunConfig, out: &mut dyn Write) -> Result<Report, RunError> {
     cfg.validate()?;
+    let traces = traces(cfg)?;
     let _ = writeln!(
         out,
         "rzab bench: preparing {} nodes x {} lanes, {} keys (in-process transport)",
         cfg.nodes, cfg.lanes, cfg.workload.keys
     );
-    let traces = traces(cfg)?;
     let nodes: Vec<Arc<NodeShared>> = thread::scope(|s| {
         let hs: Vec<_> = (0..cfg.nodes)
             .map(|n| s.spawn(move || preloaded_node(cfg, n)))
@@ -143,6 +143,7 @@ pub fn run_inproc(cfg: &RunConfig, out: &mut dyn Write) -> Result<Report, RunErr
                 issue_batch: cfg.workload.issue_batch,
                 value_size: cfg.workload.value_size,
                 verify: cfg.workload.verify,
+                ops_limit: cfg.workload.ops_per_lane,
                 poll: cfg.poll,
                 shared,
                 control: control.clone(),
@@ -162,8 +163,8 @@ pub fn run_inproc(cfg: &RunConfig, out: &mut dyn Write) -> Result<Report, RunErr
         .collect::<Result<_, _>>()
         .map_err(|e| RunError::Setup(format!("cannot start lane threads: {e}")))?;
     let mut monitor = Monitor::new(watched);
-    let (intervals, elapsed, start) = run_intervals(cfg, &mut monitor, out);
-    let running = monitor.sum(&monitor.snapshots(), None);
+    let (intervals, elapsed) = run_intervals(cfg, &mut monitor, out);
+    // Rates are over the running phase only, not the drain.
     let per_node_running: Vec<_> = monitor
         .nodes
         .iter()
@@ -172,7 +173,6 @@ pub fn run_inproc(cfg: &RunConfig, out: &mut dyn Write) -> Result<Report, RunErr
     let drained = drain(cfg, &control, &monitor);
     control.set(Phase::Stopped);
     let results: Vec<LaneResult> = handles.into_iter().filter_map(|h| h.join().ok()).collect();
-    let _ = (running, start);
     Ok(assemble(
         cfg,
         "in-process",
@@ -188,11 +188,7 @@ pub fn run_inproc(cfg: &RunConfig, out: &mut dyn Write) -> Result<Report, RunErr
 
 /// Prints interval lines until the duration is over; returns them with the
 /// seconds the sessions actually ran.
-fn run_intervals(
-    cfg: &RunConfig,
-    monitor: &mut Monitor,
-    out: &mut dyn Write,
-) -> (Vec<IntervalReport>, f64, Instant) {
+fn run_intervals(cfg: &RunConfig, monitor: &mut Monitor, out: &mut dyn Write) -> (Vec<IntervalReport>, f64) {
     let start = Instant::now();
     let mut intervals = Vec::new();
     let mut next = cfg.interval_s;
@@ -201,13 +197,15 @@ fn run_intervals(
         let target = start + Duration::from_secs_f64(t);
         while Instant::now() < target {
             thread::sleep((target - Instant::now()).min(Duration::from_millis(50)));
-            if monitor.failed() {
-                return (intervals, start.elapsed().as_secs_f64(), start);
+            if monitor.failed() || monitor.all_issued() {
+                let t = start.elapsed().as_secs_f64();
+                intervals.push(monitor.interval(t, out));
+                return (intervals, t);
             }
         }
         intervals.push(monitor.interval(start.elapsed().as_secs_f64(), out));
         if t >= cfg.duration_s {
-            return (intervals, start.elapsed().as_secs_f64(), start);
+            return (intervals, start.elapsed().as_secs_f64());
         }
         next += cfg.interval_s;
     }

@@ -88,6 +88,9 @@ pub struct WorkloadConfig {
     pub issue_batch: usize,
     /// Check session guarantees on every read (costs memory per key touched).
     pub verify: bool,
+    /// Stop issuing after this many operations per lane (the run still
+    /// ends at its duration at the latest).
+    pub ops_per_lane: Option<u64>,
 }
 
 impl Default for WorkloadConfig {
@@ -103,6 +106,7 @@ impl Default for WorkloadConfig {
             trace_len: 1 << 20,
             issue_batch: 1000,
             verify: false,
+            ops_per_lane: None,
         }
     }
 }
@@ -273,6 +277,9 @@ impl RunConfig {
         }
         if w.trace_len == 0 {
             return Err(bad("trace-len", "must be at least 1"));
+        }
+        if w.ops_per_lane == Some(0) {
+            return Err(bad("ops", "must be at least 1"));
         }
         if w.issue_batch == 0 {
             return Err(bad("issue-batch", "must be at least 1"));

@@ -89,6 +89,8 @@ pub struct LaneSetup<T> {
     pub issue_batch: usize,
     pub value_size: usize,
     pub verify: bool,
+    /// Operations to issue before stopping (None: until the drain).
+    pub ops_limit: Option<u64>,
     pub poll: PollMode,
     pub shared: Arc<LaneShared>,
     pub control: Arc<Control>,
@@ -117,6 +119,7 @@ pub struct LaneWorker<T> {
     issue_batch: usize,
     value_size: usize,
     verify: bool,
+    ops_left: u64,
     read_keys: Vec<u64>,
     read_sessions: Vec<u32>,
     read_values: Vec<u8>,
@@ -156,6 +159,7 @@ impl<T: Transport> LaneWorker<T> {
             issue_batch: n,
             value_size: s.value_size,
             verify: s.verify,
+            ops_left: s.ops_limit.unwrap_or(u64::MAX),
             read_keys: Vec::with_capacity(n),
             read_sessions: Vec::with_capacity(n),
             read_values: vec![0; n * s.value_size],
@@ -295,21 +299,24 @@ impl<T: Transport> LaneWorker<T> {
     /// collected and served from the store in one batch; a write blocks its
     /// session until applied here.
     fn issue(&mut self, now: Time) -> usize {
-        let mut ops = self.retry_submits();
+        let ops = self.retry_submits();
         self.read_keys.clear();
         self.read_sessions.clear();
         let n = self.sessions.len();
+        let budget = (self.issue_batch as u64).min(self.ops_left) as usize;
+        let mut fresh = 0;
         let mut visited = 0;
-        while visited < n && ops < self.issue_batch {
+        while visited < n && fresh < budget {
             let idx = self.cursor;
             if !self.sessions[idx].is_blocked() {
-                ops += self.issue_session(idx, now, self.issue_batch - ops);
+                fresh += self.issue_session(idx, now, budget - fresh);
             }
             visited += 1;
             self.cursor = (self.cursor + 1) % n;
         }
+        self.ops_left -= fresh as u64;
         self.serve_reads(now);
-        ops
+        ops + fresh
     }
 
     /// Takes trace operations for one session until its first write or the budget.
@@ -469,6 +476,7 @@ impl<T: Transport> LaneWorker<T> {
         progress.blocked_sessions = self.sessions.iter().filter(|s| s.is_blocked()).count() as u64;
         progress.failed = self.error.is_some();
         progress.draining = self.control.get() != Phase::Running;
+        progress.issued_all = self.ops_left == 0;
         self.shared.publish(Snapshot {
             proto: *self.role.stats(),
             runtime: self.rt,

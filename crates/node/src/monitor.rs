@@ -152,6 +152,11 @@ impl Monitor {
         }
     }
 
+    /// Whether every lane issued all the operations it was given.
+    pub fn all_issued(&self) -> bool {
+        self.snapshots().iter().all(|s| s.progress.issued_all)
+    }
+
     /// Whether any lane reported a failure.
     pub fn failed(&self) -> bool {
         self.snapshots().iter().any(|s| s.progress.failed)

@@ -68,6 +68,8 @@ pub struct Progress {
     pub failed: bool,
     /// The lane has seen the drain phase (its counts are final-shaped).
     pub draining: bool,
+    /// The lane issued all the operations it was given.
+    pub issued_all: bool,
 }
 
 /// One lane's published figures.

@@ -73,6 +73,9 @@ pub struct BenchArgs {
     /// Key distribution: uniform, zipf (0.99) or zipf:EXPONENT.
     #[arg(long, default_value = "uniform")]
     pub distribution: Distribution,
+    /// Stop each lane after this many operations (the run still ends at --duration).
+    #[arg(long)]
+    pub ops: Option<u64>,
     /// Seconds the sessions run.
     #[arg(long, default_value = "10", value_parser = parse_seconds)]
     pub duration: f64,
@@ -176,6 +179,7 @@ impl BenchArgs {
         w.trace_len = self.trace_len;
         w.issue_batch = self.issue_batch;
         w.verify = self.verify;
+        w.ops_per_lane = self.ops;
         c
     }
 }
