@@ -4,13 +4,13 @@
 
 use crate::config::PollMode;
 use crate::node::NodeShared;
-use crate::role::{Role, Submitted};
 use crate::session::{Session, Violations};
-use crate::stats::{LaneShared, RuntimeStats, Snapshot};
+use crate::stats::{LaneShared, Progress, RuntimeStats, Snapshot};
 use crate::value;
 use crate::workload::{Trace, TraceOp};
 use hdrhistogram::Histogram;
 use rzab_proto::{LaneStats, Time};
+use rzab_proto::{Role, Submitted};
 use rzab_store::ItemMeta;
 use rzab_transport::{RecvBatch, SendBatch, Transport, TransportStats};
 use rzab_wire::{Op, WriteEntry, decode};
@@ -472,7 +472,7 @@ impl<T: Transport> LaneWorker<T> {
 
     fn publish(&mut self, now: Time) {
         self.last_publish = now;
-        let mut progress = self.role.progress();
+        let mut progress = progress(&self.role);
         progress.blocked_sessions = self.sessions.iter().filter(|s| s.is_blocked()).count() as u64;
         progress.failed = self.error.is_some();
         progress.draining = self.control.get() != Phase::Running;
@@ -483,6 +483,22 @@ impl<T: Transport> LaneWorker<T> {
             transport: self.transport.stats(),
             progress,
         });
+    }
+}
+
+/// Where a lane's log stands.
+fn progress(role: &Role) -> Progress {
+    let (apply_lid, commit_lid, end_lid) = role.lids();
+    Progress {
+        leader: role.is_leader(),
+        apply_lid,
+        commit_lid,
+        end_lid,
+        lagging: match role {
+            Role::Leader(l) => l.lagging().0,
+            Role::Follower(_) => 0,
+        },
+        ..Progress::default()
     }
 }
 

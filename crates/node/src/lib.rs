@@ -8,7 +8,6 @@ pub mod lane;
 pub mod monitor;
 pub mod node;
 pub mod report;
-pub mod role;
 pub mod session;
 pub mod stats;
 pub mod value;

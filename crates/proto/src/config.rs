@@ -14,6 +14,56 @@ pub enum BroadcastMode {
     Unicast,
 }
 
+/// Deliberate bugs, planted only by tests and `rzab sim --plant` to prove the
+/// simulator's checkers catch them. `None` everywhere else.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlantedBug {
+    #[default]
+    None,
+    /// The leader gives a retransmitted write a second id.
+    SequenceDuplicates,
+    /// The leader never goes back after a retransmission timeout.
+    NoRetransmitTimeout,
+    /// (Runtime) lanes apply committed writes without waiting for the gate.
+    ApplyOutOfOrder,
+    /// (Runtime) a session's write completes when committed, before it is
+    /// applied at the session's node.
+    CompleteBeforeApply,
+}
+
+impl PlantedBug {
+    pub const ALL: [PlantedBug; 4] = [
+        PlantedBug::SequenceDuplicates,
+        PlantedBug::NoRetransmitTimeout,
+        PlantedBug::ApplyOutOfOrder,
+        PlantedBug::CompleteBeforeApply,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PlantedBug::None => "none",
+            PlantedBug::SequenceDuplicates => "sequence-duplicates",
+            PlantedBug::NoRetransmitTimeout => "no-retransmit-timeout",
+            PlantedBug::ApplyOutOfOrder => "apply-out-of-order",
+            PlantedBug::CompleteBeforeApply => "complete-before-apply",
+        }
+    }
+}
+
+impl std::str::FromStr for PlantedBug {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        std::iter::once(PlantedBug::None)
+            .chain(PlantedBug::ALL)
+            .find(|b| b.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = PlantedBug::ALL.iter().map(|b| b.name()).collect();
+                format!("'{s}' is not a planted bug ({})", names.join(", "))
+            })
+    }
+}
+
 /// Everything a lane's state machine needs to know, fixed at its start.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LaneConfig {
@@ -50,6 +100,9 @@ pub struct LaneConfig {
     pub max_pending_writes: usize,
     /// Silence after which unacknowledged messages are sent again.
     pub retransmit_timeout: Span,
+    /// A deliberate bug (tests only).
+    #[serde(skip)]
+    pub planted_bug: PlantedBug,
 }
 
 /// A configuration that cannot work, with the field at fault.
@@ -90,6 +143,7 @@ impl LaneConfig {
             max_sessions: 1024,
             max_pending_writes: 1024,
             retransmit_timeout: Span::from_millis(20),
+            planted_bug: PlantedBug::None,
         }
     }
 

@@ -251,17 +251,15 @@ impl FollowerLane {
         if !self.writes.has_queued() {
             return None;
         }
-        if self.writes.next_needs_credit() && self.writes.credits_available() == 0 {
-            self.stats.write_credit_stalls += 1;
-            return None;
-        }
+        let with_fresh = self.writes.credits_available() > 0;
         let header = self.header(Kind::Write, self.write_msg_seq + 1);
         let mut enc = Encoder::write(buf, header).ok()?;
         let max = self.cfg.writes_per_datagram();
-        let (taken, fresh) = self
-            .writes
-            .drain_into(now, |w| (enc.count() as usize) < max && enc.push_write(w));
+        let (taken, fresh) = self.writes.drain_into(now, with_fresh, |w| {
+            (enc.count() as usize) < max && enc.push_write(w)
+        });
         if taken == 0 {
+            self.stats.write_credit_stalls += self.writes.fresh_queued() as u64;
             return None;
         }
         self.write_msg_seq += 1;

@@ -8,8 +8,8 @@ use crate::log::{EntryMeta, EntryRef, LogRing};
 use crate::quorum::{committed_point, majority};
 use crate::sessions::{SeqCheck, SessionTable};
 use crate::{
-    BroadcastMode, ConfigError, Dest, EpochExhausted, LaneConfig, LaneStats, NodeSet, Sequencer, Time,
-    Transmit,
+    BroadcastMode, ConfigError, Dest, EpochExhausted, LaneConfig, LaneStats, NodeSet, PlantedBug, Sequencer,
+    Time, Transmit,
 };
 use rzab_wire::{AckBody, Body, Encoder, Header, Kind, Message, NodeId, Range, Ranges, WriteEntry, Zxid};
 
@@ -164,6 +164,35 @@ impl LeaderLane {
         self.peers.iter().find(|p| p.node == node).map(|p| p.received_lid)
     }
 
+    /// One line on where the lane and each follower stand (for diagnostics).
+    pub fn describe(&self) -> String {
+        let mut out = format!(
+            "log [{}..{}) apply {} commit {} bcast {} seq {};",
+            self.log.start(),
+            self.end,
+            self.apply_lid,
+            self.commit_lid,
+            self.bcast_lid,
+            self.seq_lid
+        );
+        for p in &self.peers {
+            out += &format!(
+                " node {}: next {} recv {} win {} credits p{}/c{} commit sent {} known {} progress {}us{};",
+                p.node,
+                p.next_lid,
+                p.received_lid,
+                p.window_end,
+                p.prepare_credits.available(),
+                p.commit_credits.available(),
+                p.commit_sent,
+                p.commit_known,
+                p.progress_at.0 / 1000,
+                if p.lagging { " LAGGING" } else { "" }
+            );
+        }
+        out
+    }
+
     /// Whether `submit` has room for another write.
     pub fn has_room(&mut self) -> bool {
         self.make_room()
@@ -207,10 +236,11 @@ impl LeaderLane {
                 self.stats.rejected_entries += 1;
                 return Err(SubmitError::BadSession(w.session));
             }
-            Some(SeqCheck::Duplicate) => {
+            Some(SeqCheck::Duplicate) if self.cfg.planted_bug != PlantedBug::SequenceDuplicates => {
                 self.stats.duplicate_writes += 1;
                 return Err(SubmitError::Duplicate);
             }
+            Some(SeqCheck::Duplicate) => {}
             Some(SeqCheck::Gap) => {
                 self.stats.rejected_entries += 1;
                 return Err(SubmitError::Gap);
@@ -233,7 +263,9 @@ impl LeaderLane {
         let stored = self.log.insert(self.end, meta, w.value);
         debug_assert!(stored, "make_room guaranteed a slot");
         self.end += 1;
-        self.sessions.record(origin, w.session, w.seq);
+        if self.sessions.check(origin, w.session, w.seq) == Some(SeqCheck::Next) {
+            self.sessions.record(origin, w.session, w.seq);
+        }
         Ok(())
     }
 
@@ -303,14 +335,17 @@ impl LeaderLane {
         self.stats.acks_recv += 1;
         // A follower cannot hold what was never sent; clamp hostile claims.
         let received = body.received_lid.min(bcast_lid);
+        let moved = received > p.received_lid || body.window_end > p.window_end;
         if received > p.received_lid {
             self.stats.acked_lids_recv += received - p.received_lid;
             p.received_lid = received;
-            p.progress_at = now;
         }
         p.next_lid = p.next_lid.max(p.received_lid);
         p.window_end = p.window_end.max(body.window_end);
-        p.prepare_credits.free_to(body.prepare_seq);
+        let freed = p.prepare_credits.free_to(body.prepare_seq);
+        if moved || freed > 0 {
+            p.progress_at = now;
+        }
         p.commit_credits.free_to(body.commit_seq);
         p.commit_known = p.commit_known.max(body.commit_lid.min(commit_lid));
         if !missing.is_empty() {
@@ -538,18 +573,33 @@ impl LeaderLane {
         self.stats.applied += 1;
     }
 
-    /// Goes back on followers whose entries or commit point went
-    /// unacknowledged for a retransmission timeout.
+    /// Repairs followers that lack entries or the commit point and have made
+    /// no progress for a retransmission timeout: go back to the first lid
+    /// they lack, reset their credits, and probe a window that looks closed.
+    ///
+    /// Keyed on what a follower lacks, not on what is in flight: a message
+    /// lost while the follower got its entries another way still holds a
+    /// credit, and a lost window update leaves nothing in flight at all.
     pub fn handle_timeout(&mut self, now: Time) {
         let rto = self.cfg.retransmit_timeout;
+        let go_back = self.cfg.planted_bug != PlantedBug::NoRetransmitTimeout;
+        let (seq_lid, commit_lid) = (self.seq_lid, self.commit_lid);
         for p in self.peers.iter_mut().filter(|p| !p.lagging) {
-            if p.received_lid < p.next_lid && now >= p.progress_at + rto {
-                p.next_lid = p.received_lid;
-                p.prepare_credits.reset();
+            if p.received_lid < seq_lid && now >= p.progress_at + rto {
+                if go_back {
+                    p.next_lid = p.received_lid;
+                    p.prepare_credits.reset();
+                    self.stats.retransmit_timeouts += 1;
+                }
+                if p.window_end <= p.next_lid {
+                    // The Ack that re-opened its window may be lost; one entry
+                    // past it makes the follower advertise it again.
+                    p.window_end = p.next_lid + 1;
+                    self.stats.window_probes += 1;
+                }
                 p.progress_at = now;
-                self.stats.retransmit_timeouts += 1;
             }
-            if p.commit_known < p.commit_sent && now >= p.commit_sent_at + rto {
+            if p.commit_known < commit_lid && now >= p.commit_sent_at + rto {
                 p.commit_sent = p.commit_known;
                 p.commit_credits.reset();
                 p.commit_sent_at = now;
@@ -561,17 +611,15 @@ impl LeaderLane {
     /// When `handle_timeout` next has something to do.
     pub fn poll_timeout(&self) -> Option<Time> {
         let rto = self.cfg.retransmit_timeout;
-        let prepare = self
-            .peers
-            .iter()
-            .filter(|p| !p.lagging && p.received_lid < p.next_lid);
-        let commit = self
-            .peers
-            .iter()
-            .filter(|p| !p.lagging && p.commit_known < p.commit_sent);
-        let a = prepare.map(|p| p.progress_at + rto);
-        let b = commit.map(|p| p.commit_sent_at + rto);
-        a.chain(b).min()
+        let live = self.peers.iter().filter(|p| !p.lagging);
+        let prepare = live
+            .clone()
+            .filter(|p| p.received_lid < self.seq_lid)
+            .map(|p| p.progress_at + rto);
+        let commit = live
+            .filter(|p| p.commit_known < self.commit_lid)
+            .map(|p| p.commit_sent_at + rto);
+        prepare.chain(commit).min()
     }
 
     fn check_invariants(&self) {

@@ -35,6 +35,7 @@ mod leader;
 mod log;
 mod nodeset;
 pub mod quorum;
+mod role;
 mod sequencer;
 mod sessions;
 mod stats;
@@ -46,12 +47,13 @@ mod writes;
 #[cfg(test)]
 mod testutil;
 
-pub use config::{BroadcastMode, ConfigError, LaneConfig};
+pub use config::{BroadcastMode, ConfigError, LaneConfig, PlantedBug};
 pub use follower::FollowerLane;
 pub use gate::ApplyGate;
 pub use leader::{LeaderLane, SubmitError};
 pub use log::{EntryMeta, EntryRef, LogRing};
 pub use nodeset::{MAX_NODES, NodeSet};
+pub use role::{Role, Submitted};
 pub use sequencer::{EpochExhausted, Sequencer};
 pub use sessions::{SeqCheck, SessionTable};
 pub use stats::LaneStats;

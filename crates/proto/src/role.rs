@@ -1,7 +1,6 @@
-//! A lane's protocol state machine, whichever role the node plays.
+//! A lane's protocol state machine, whichever role its node plays.
 
-use crate::stats::Progress;
-use rzab_proto::{EntryRef, FollowerLane, LaneStats, LeaderLane, QueueError, SubmitError, Time, Transmit};
+use crate::{EntryRef, FollowerLane, LaneStats, LeaderLane, QueueError, SubmitError, Time, Transmit};
 use rzab_wire::{Message, WriteEntry};
 
 pub enum Role {
@@ -69,6 +68,18 @@ impl Role {
         }
     }
 
+    pub fn is_leader(&self) -> bool {
+        matches!(self, Role::Leader(_))
+    }
+
+    /// Entries applied, committed, and appended (leader) or received (follower).
+    pub fn lids(&self) -> (u64, u64, u64) {
+        match self {
+            Role::Leader(l) => (l.apply_lid(), l.commit_lid(), l.end_lid()),
+            Role::Follower(f) => (f.apply_lid(), f.commit_lid(), f.received_lid()),
+        }
+    }
+
     pub fn submit(&mut self, w: &WriteEntry<'_>) -> Submitted {
         match self {
             Role::Leader(l) => match l.submit(w) {
@@ -80,26 +91,6 @@ impl Role {
                 Ok(()) => Submitted::Accepted,
                 Err(QueueError::Full) => Submitted::Retry,
                 Err(e) => Submitted::Refused(e.to_string()),
-            },
-        }
-    }
-
-    pub fn progress(&self) -> Progress {
-        match self {
-            Role::Leader(l) => Progress {
-                leader: true,
-                apply_lid: l.apply_lid(),
-                commit_lid: l.commit_lid(),
-                end_lid: l.end_lid(),
-                lagging: l.lagging().0,
-                ..Progress::default()
-            },
-            Role::Follower(f) => Progress {
-                leader: false,
-                apply_lid: f.apply_lid(),
-                commit_lid: f.commit_lid(),
-                end_lid: f.received_lid(),
-                ..Progress::default()
             },
         }
     }

@@ -53,6 +53,8 @@ counters! {
         /// Retransmission timeouts, missing-range reports, entries sent to a
         /// follower behind the broadcast point, and writes sent again.
         retransmit_timeouts, nacks_sent, nacks_recv, catch_up_sent, writes_resent,
+        /// Window probes sent to followers whose window looked closed for a timeout.
+        window_probes,
         /// Duplicates ignored: prepare entries already held, writes already sequenced.
         duplicate_prepares, duplicate_writes,
         /// Entries dropped: beyond a follower's window, or no room in the leader's log.

@@ -137,8 +137,8 @@ impl PendingWrites {
         Ok(())
     }
 
-    /// Whether the next message to send needs a credit (it has a fresh write).
-    pub fn next_needs_credit(&self) -> bool {
+    /// Whether a queued write waits for a credit (it was never sent).
+    pub fn fresh_queued(&self) -> bool {
         self.queue.iter().any(|&i| {
             let s = &self.slots[i as usize];
             s.state == State::Queued && s.credit_seq == 0
@@ -146,15 +146,27 @@ impl PendingWrites {
     }
 
     /// Takes queued writes for one message: `push` is offered each until it
-    /// returns false (message full). Marks the taken ones sent at `now`.
-    /// Returns (writes taken, of which fresh).
-    pub fn drain_into(&mut self, now: Time, mut push: impl FnMut(&WriteEntry<'_>) -> bool) -> (usize, usize) {
+    /// returns false (message full). Fresh writes are taken only if
+    /// `with_fresh` (a credit is available); retransmissions always are, so
+    /// writes lost in flight are resent even when credits ran out. Marks the
+    /// taken ones sent at `now`. Returns (writes taken, of which fresh).
+    pub fn drain_into(
+        &mut self,
+        now: Time,
+        with_fresh: bool,
+        mut push: impl FnMut(&WriteEntry<'_>) -> bool,
+    ) -> (usize, usize) {
         let credit_seq = self.next_credit_seq;
         let (mut taken, mut fresh) = (0, 0);
-        while let Some(&idx) = self.queue.front() {
+        let mut i = 0;
+        while let Some(&idx) = self.queue.get(i) {
             let slot = self.slots[idx as usize];
             if slot.state != State::Queued {
-                self.queue.pop_front();
+                self.queue.remove(i);
+                continue;
+            }
+            if slot.credit_seq == 0 && !with_fresh {
+                i += 1;
                 continue;
             }
             let at = idx as usize * self.value_max;
@@ -168,7 +180,7 @@ impl PendingWrites {
             if !push(&entry) {
                 break;
             }
-            self.queue.pop_front();
+            self.queue.remove(i);
             let s = &mut self.slots[idx as usize];
             s.state = State::Sent(now);
             if s.credit_seq == 0 {
@@ -257,8 +269,8 @@ mod tests {
         let mut p = PendingWrites::new(4, 8, 1);
         p.push(&w(0, 1)).unwrap();
         p.push(&w(1, 1)).unwrap();
-        assert!(p.next_needs_credit());
-        assert_eq!(p.drain_into(Time(5), |_| true), (2, 2));
+        assert!(p.fresh_queued());
+        assert_eq!(p.drain_into(Time(5), true, |_| true), (2, 2));
         assert_eq!(p.credits_available(), 0);
         assert!(p.applied(1, 1));
         assert_eq!(
@@ -277,20 +289,44 @@ mod tests {
         let mut p = PendingWrites::new(4, 8, 1);
         p.push(&w(0, 1)).unwrap();
         p.push(&w(1, 1)).unwrap();
-        p.drain_into(Time(0), |_| true);
+        p.drain_into(Time(0), true, |_| true);
         p.sequenced(0, 1);
         assert_eq!(p.expire(Time(9), Span(10)), 0, "not yet");
         assert_eq!(p.expire(Time(10), Span(10)), 1, "only the unsequenced one");
-        assert!(!p.next_needs_credit(), "a retransmission needs no credit");
+        assert!(!p.fresh_queued(), "a retransmission needs no credit");
         let mut seen = Vec::new();
         assert_eq!(
-            p.drain_into(Time(10), |e| {
+            p.drain_into(Time(10), false, |e: &WriteEntry<'_>| {
                 seen.push((e.session, e.seq));
                 true
             }),
             (1, 0)
         );
         assert_eq!(seen, vec![(1, 1)]);
+    }
+
+    #[test]
+    fn retransmissions_overtake_fresh_writes_waiting_for_credit() {
+        // Found by the simulator: with every credit held by lost writes, their
+        // retransmissions queued behind fresh writes deadlocked the lane.
+        let mut p = PendingWrites::new(4, 8, 1);
+        p.push(&w(0, 1)).unwrap();
+        p.drain_into(Time(0), true, |_| true);
+        assert_eq!(p.credits_available(), 0);
+        p.push(&w(1, 1)).unwrap();
+        assert_eq!(p.expire(Time(10), Span(10)), 1);
+        let mut seen = Vec::new();
+        let taken = p.drain_into(Time(10), false, |e: &WriteEntry<'_>| {
+            seen.push((e.session, e.seq));
+            true
+        });
+        assert_eq!(taken, (1, 0));
+        assert_eq!(
+            seen,
+            vec![(0, 1)],
+            "the lost write goes again; the fresh one keeps waiting"
+        );
+        assert!(p.fresh_queued());
     }
 
     #[test]

@@ -20,9 +20,11 @@ pub struct Cli {
 pub enum Command {
     /// Run a whole cluster on this machine under a workload and report.
     Bench(BenchArgs),
+    /// Simulate a cluster deterministically under network faults and check it.
+    Sim(crate::sim::SimArgs),
 }
 
-fn parse_broadcast(s: &str) -> Result<BroadcastMode, String> {
+pub fn parse_broadcast(s: &str) -> Result<BroadcastMode, String> {
     match s {
         "multicast" => Ok(BroadcastMode::Multicast),
         "unicast" => Ok(BroadcastMode::Unicast),
@@ -30,7 +32,7 @@ fn parse_broadcast(s: &str) -> Result<BroadcastMode, String> {
     }
 }
 
-fn parse_fraction(s: &str) -> Result<f64, String> {
+pub fn parse_fraction(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
     if (0.0..=1.0).contains(&v) {
         Ok(v)

@@ -1,6 +1,7 @@
 //! `rzab`: run a replicated cluster under load and report what it achieves.
 
 mod cli;
+mod sim;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -12,5 +13,6 @@ fn main() -> ExitCode {
     };
     match args.command {
         cli::Command::Bench(b) => cli::bench(b),
+        cli::Command::Sim(s) => sim::run(s),
     }
 }
