@@ -123,4 +123,17 @@ impl RecvBatch {
         debug_assert!(self.len < self.bufs.len());
         self.len += 1;
     }
+
+    /// Copies `bytes` into the next slot as a received datagram (for
+    /// transports that receive into their own buffers). Returns false, and
+    /// keeps nothing, when the batch is full.
+    pub fn push_copy(&mut self, bytes: &[u8]) -> bool {
+        let Some(slot) = self.bufs.get_mut(self.len) else {
+            return false;
+        };
+        slot.clear();
+        slot.extend_from_slice(bytes);
+        self.len += 1;
+        true
+    }
 }

@@ -8,9 +8,13 @@
 //! does), and the protocol core repairs loss.
 //!
 //! - [`inproc`]: every node of a cluster in one process, bounded queues.
+//! - [`udp`]: UDP/IPv4 on Linux, batched, with segmentation offload and multicast.
+//! - [`netbench`]: the loopback UDP ceiling, measured through [`udp`].
 
 pub mod batch;
 pub mod inproc;
+pub mod netbench;
+pub mod udp;
 mod wake;
 
 pub use batch::{RecvBatch, SendBatch};
@@ -34,6 +38,23 @@ pub struct TransportStats {
     /// Send or receive calls into the kernel (or the fabric), for batching figures.
     pub send_calls: u64,
     pub recv_calls: u64,
+    /// Datagrams not sent: a kernel error for that datagram (counted, not
+    /// fatal: delivery is best effort), or a destination that is not a member.
+    pub send_errors: u64,
+    /// Receive calls that failed with something other than "nothing to read".
+    pub recv_errors: u64,
+    /// Datagrams dropped because their source is not a member's lane.
+    pub dropped_unknown_source: u64,
+    /// This endpoint's own multicast datagrams heard back, dropped.
+    pub dropped_own: u64,
+    /// Datagrams dropped because they exceed the MTU.
+    pub dropped_oversize: u64,
+    /// Segmentation offload: super-datagrams sent, and the datagrams in them.
+    pub gso_sends: u64,
+    pub gso_segments: u64,
+    /// Receive offload: reads that held several datagrams, and those datagrams.
+    pub gro_reads: u64,
+    pub gro_segments: u64,
 }
 
 impl TransportStats {
@@ -45,6 +66,15 @@ impl TransportStats {
         self.dropped_full += o.dropped_full;
         self.send_calls += o.send_calls;
         self.recv_calls += o.recv_calls;
+        self.send_errors += o.send_errors;
+        self.recv_errors += o.recv_errors;
+        self.dropped_unknown_source += o.dropped_unknown_source;
+        self.dropped_own += o.dropped_own;
+        self.dropped_oversize += o.dropped_oversize;
+        self.gso_sends += o.gso_sends;
+        self.gso_segments += o.gso_segments;
+        self.gro_reads += o.gro_reads;
+        self.gro_segments += o.gro_segments;
     }
 }
 
