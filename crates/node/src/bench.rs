@@ -14,6 +14,7 @@ use rzab_proto::{FollowerLane, LeaderLane, NodeId, Role};
 use rzab_store::{StoreConfig, StoreError};
 use rzab_transport::Transport;
 use rzab_transport::inproc::{Fabric, FabricConfig};
+use rzab_transport::lossy::Lossy;
 use std::io::Write;
 use std::sync::Arc;
 use std::thread;
@@ -124,7 +125,8 @@ pub fn run_inproc(cfg: &RunConfig, out: &mut dyn Write) -> Result<Report, RunErr
         let node = &nodes[n];
         let mut wakers = Vec::new();
         for (l, trace) in node_traces.into_iter().enumerate() {
-            let transport = fabric.endpoint(n as NodeId, l);
+            let seed = crate::workload::lane_seed(cfg.workload.seed ^ 0x10_55, n as u8, l as u8);
+            let transport = Lossy::new(fabric.endpoint(n as NodeId, l), cfg.loss, seed);
             wakers.push(transport.waker());
             let shared = Arc::new(LaneShared::default());
             watched.push(Watched {

@@ -124,6 +124,7 @@ pub struct ProtoConfig {
     pub log_capacity: usize,
     pub window: usize,
     pub retransmit_timeout_us: u64,
+    pub min_retransmit_timeout_us: u64,
 }
 
 impl Default for ProtoConfig {
@@ -140,6 +141,7 @@ impl Default for ProtoConfig {
             log_capacity: d.log_capacity,
             window: d.window,
             retransmit_timeout_us: d.retransmit_timeout.as_micros(),
+            min_retransmit_timeout_us: d.min_retransmit_timeout.as_micros(),
         }
     }
 }
@@ -159,6 +161,8 @@ pub struct RunConfig {
     pub poll: PollMode,
     /// Datagrams each in-process lane endpoint queues before dropping.
     pub queue_depth: usize,
+    /// Fraction of received datagrams each lane loses on purpose (fault injection).
+    pub loss: f64,
     pub proto: ProtoConfig,
     pub workload: WorkloadConfig,
 }
@@ -175,6 +179,7 @@ impl Default for RunConfig {
             drain_timeout_s: 10.0,
             poll: PollMode::Adaptive,
             queue_depth: 4096,
+            loss: 0.0,
             proto: ProtoConfig::default(),
             workload: WorkloadConfig::default(),
         }
@@ -218,6 +223,7 @@ impl RunConfig {
         c.max_sessions = self.workload.sessions.max(1);
         c.max_pending_writes = self.workload.sessions.max(1) as usize;
         c.retransmit_timeout = Span::from_micros(p.retransmit_timeout_us);
+        c.min_retransmit_timeout = Span::from_micros(p.min_retransmit_timeout_us);
         c
     }
 
@@ -244,6 +250,9 @@ impl RunConfig {
         }
         if !(self.drain_timeout_s > 0.0 && self.drain_timeout_s.is_finite()) {
             return Err(bad("drain-timeout", "must be a positive number of seconds"));
+        }
+        if !(0.0..1.0).contains(&self.loss) {
+            return Err(bad("loss", format!("{} is not a fraction in 0..1", self.loss)));
         }
         if self.queue_depth == 0 {
             return Err(bad("queue-depth", "must be at least 1"));

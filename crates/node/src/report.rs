@@ -211,6 +211,26 @@ impl Report {
             "writes        {} issued, {} completed, {:.2} datagrams per write",
             cl.writes_issued, cl.writes_completed, cl.datagrams_per_write
         );
+        let t = self.nodes.iter().fold(TransportStats::default(), |mut t, n| {
+            t.add(&n.transport);
+            t
+        });
+        let p = self.nodes.iter().fold(LaneStats::default(), |mut p, n| {
+            p.add(&n.proto);
+            p
+        });
+        let _ = writeln!(
+            s,
+            "network       {} datagrams sent; lost: {} full queues, {} injected; repaired by {} timeouts, \
+             {} gap reports, {} entries resent, {} writes resent",
+            t.datagrams_sent,
+            t.dropped_full,
+            t.dropped_injected,
+            p.retransmit_timeouts,
+            p.nacks_sent,
+            p.catch_up_sent,
+            p.writes_resent
+        );
         let verdict = if cl.digests_match && cl.histories_match {
             "all match"
         } else {

@@ -98,8 +98,11 @@ pub struct LaneConfig {
     pub max_sessions: u32,
     /// Writes a follower lane tracks until applied.
     pub max_pending_writes: usize,
-    /// Silence after which unacknowledged messages are sent again.
+    /// Retransmission timeout before any round trip is measured, and its
+    /// ceiling; the timeout adapts to the measured round trip above...
     pub retransmit_timeout: Span,
+    /// ...this floor.
+    pub min_retransmit_timeout: Span,
     /// A deliberate bug (tests only).
     #[serde(skip)]
     pub planted_bug: PlantedBug,
@@ -143,6 +146,7 @@ impl LaneConfig {
             max_sessions: 1024,
             max_pending_writes: 1024,
             retransmit_timeout: Span::from_millis(20),
+            min_retransmit_timeout: Span::from_millis(1),
             planted_bug: PlantedBug::None,
         }
     }

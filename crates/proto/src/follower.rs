@@ -6,7 +6,7 @@
 use crate::filter::accept;
 use crate::log::{EntryMeta, EntryRef, LogRing};
 use crate::writes::{PendingWrites, QueueError};
-use crate::{ConfigError, Dest, LaneConfig, LaneStats, Time, Transmit};
+use crate::{ConfigError, Dest, LaneConfig, LaneStats, Rtt, Time, Transmit};
 use rzab_wire::{AckBody, Body, Encoder, Header, Kind, Message, PrepareEntries, Range, Ranges, WriteEntry};
 
 /// Most missing ranges one Ack reports.
@@ -34,6 +34,8 @@ pub struct FollowerLane {
     advertised_window_end: u64,
     writes: PendingWrites,
     write_msg_seq: u64,
+    /// Round trips of writes (sent to seen sequenced).
+    rtt: Rtt,
     stats: LaneStats,
 }
 
@@ -59,6 +61,7 @@ impl FollowerLane {
             advertised_window_end: cfg.window as u64,
             writes: PendingWrites::new(cfg.max_pending_writes, cfg.value_max, cfg.write_credits),
             write_msg_seq: 0,
+            rtt: Rtt::new(cfg.min_retransmit_timeout, cfg.retransmit_timeout),
             stats: LaneStats::default(),
             cfg,
         })
@@ -84,6 +87,11 @@ impl FollowerLane {
         self.apply_lid
     }
 
+    /// The current retransmission timeout of writes.
+    pub fn rto(&self) -> crate::Span {
+        self.rtt.rto()
+    }
+
     /// Writes submitted and not yet applied here.
     pub fn pending_writes(&self) -> usize {
         self.writes.len()
@@ -103,7 +111,7 @@ impl FollowerLane {
     }
 
     /// Handles one decoded datagram received at `now`.
-    pub fn handle(&mut self, _now: Time, msg: &Message<'_>) {
+    pub fn handle(&mut self, now: Time, msg: &Message<'_>) {
         if !accept(&self.cfg, &msg.header, &mut self.stats) {
             return;
         }
@@ -114,7 +122,7 @@ impl FollowerLane {
                 entries,
             } => {
                 self.prepare_seq_seen = self.prepare_seq_seen.max(msg.header.seq);
-                self.on_prepare(first_lid, entries);
+                self.on_prepare(now, first_lid, entries);
                 self.learn_commit(commit_lid);
             }
             Body::Commit(ranges) => {
@@ -128,7 +136,7 @@ impl FollowerLane {
         self.check_invariants();
     }
 
-    fn on_prepare(&mut self, first_lid: u64, entries: PrepareEntries<'_>) {
+    fn on_prepare(&mut self, now: Time, first_lid: u64, entries: PrepareEntries<'_>) {
         self.stats.prepare_msgs_recv += 1;
         let epoch = self.cfg.epoch;
         for (i, e) in entries.enumerate() {
@@ -158,8 +166,10 @@ impl FollowerLane {
                 self.stats.dropped_window += 1;
                 continue;
             }
-            if e.origin == self.cfg.node {
-                self.writes.sequenced(e.session, e.seq);
+            if e.origin == self.cfg.node
+                && let Some(rtt) = self.writes.sequenced(e.session, e.seq, now)
+            {
+                self.rtt.sample(rtt);
             }
             self.high_lid = self.high_lid.max(lid + 1);
         }
@@ -255,9 +265,11 @@ impl FollowerLane {
         let header = self.header(Kind::Write, self.write_msg_seq + 1);
         let mut enc = Encoder::write(buf, header).ok()?;
         let max = self.cfg.writes_per_datagram();
-        let (taken, fresh) = self.writes.drain_into(now, with_fresh, |w| {
-            (enc.count() as usize) < max && enc.push_write(w)
-        });
+        let (taken, fresh) = self
+            .writes
+            .drain_into(now, self.write_msg_seq + 1, with_fresh, |w| {
+                (enc.count() as usize) < max && enc.push_write(w)
+            });
         if taken == 0 {
             self.stats.write_credit_stalls += self.writes.fresh_queued() as u64;
             return None;
@@ -305,12 +317,12 @@ impl FollowerLane {
 
     /// Requeues writes the leader has not sequenced within the timeout.
     pub fn handle_timeout(&mut self, now: Time) {
-        let n = self.writes.expire(now, self.cfg.retransmit_timeout);
+        let n = self.writes.expire(now, self.rtt.rto());
         self.stats.retransmit_timeouts += (n > 0) as u64;
     }
 
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.writes.next_expiry(self.cfg.retransmit_timeout)
+        self.writes.next_expiry(self.rtt.rto())
     }
 
     fn check_invariants(&self) {

@@ -8,10 +8,26 @@ use crate::log::{EntryMeta, EntryRef, LogRing};
 use crate::quorum::{committed_point, majority};
 use crate::sessions::{SeqCheck, SessionTable};
 use crate::{
-    BroadcastMode, ConfigError, Dest, EpochExhausted, LaneConfig, LaneStats, NodeSet, PlantedBug, Sequencer,
-    Time, Transmit,
+    BroadcastMode, ConfigError, Dest, EpochExhausted, LaneConfig, LaneStats, NodeSet, PlantedBug, Rtt,
+    Sequencer, Time, Transmit,
 };
 use rzab_wire::{AckBody, Body, Encoder, Header, Kind, Message, NodeId, Range, Ranges, WriteEntry, Zxid};
+
+/// Missing ranges of one report the leader resends.
+const MAX_RESEND_RANGES: usize = 8;
+
+/// Drops the parts of resend ranges below `received` (they arrived some
+/// other way; the log may no longer retain them).
+fn prune_resend(resend: &mut Vec<Range>, received: u64) {
+    resend.retain_mut(|r| {
+        if r.first < received {
+            let end = r.end();
+            r.first = received.min(end);
+            r.count = (end - r.first) as u32;
+        }
+        r.count > 0
+    });
+}
 
 /// Why a write was not accepted into the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -46,8 +62,10 @@ struct Peer {
     /// When `received_lid` last advanced (or sending began after a quiet spell).
     progress_at: Time,
     commit_sent_at: Time,
-    /// Last go-back after a missing-range report, to rewind once per report.
-    rewind_at: Option<Time>,
+    /// Lid ranges it reported missing, to resend alone (selective repeat),
+    /// and when that report was taken (one report per quarter timeout).
+    resend: Vec<Range>,
+    resend_at: Option<Time>,
     /// Entries it needs are no longer retained: it waits for state transfer.
     lagging: bool,
 }
@@ -65,7 +83,8 @@ impl Peer {
             commit_credits: Inflights::new(cfg.commit_credits),
             progress_at: Time::ZERO,
             commit_sent_at: Time::ZERO,
-            rewind_at: None,
+            resend: Vec::with_capacity(MAX_RESEND_RANGES),
+            resend_at: None,
             lagging: false,
         }
     }
@@ -98,6 +117,8 @@ pub struct LeaderLane {
     /// Rotates which follower catch-up serves first.
     catch_up_turn: usize,
     last_zxid: Zxid,
+    /// Round trips to the followers (message sent to ack naming it).
+    rtt: Rtt,
     points: Vec<u64>,
     scratch: Vec<u64>,
     stats: LaneStats,
@@ -128,6 +149,7 @@ impl LeaderLane {
             commit_msg_seq: 0,
             catch_up_turn: 0,
             last_zxid: Zxid::epoch_base(cfg.epoch),
+            rtt: Rtt::new(cfg.min_retransmit_timeout, cfg.retransmit_timeout),
             stats: LaneStats::default(),
             cfg,
         })
@@ -164,10 +186,16 @@ impl LeaderLane {
         self.peers.iter().find(|p| p.node == node).map(|p| p.received_lid)
     }
 
+    /// The current retransmission timeout.
+    pub fn rto(&self) -> crate::Span {
+        self.rtt.rto()
+    }
+
     /// One line on where the lane and each follower stand (for diagnostics).
     pub fn describe(&self) -> String {
         let mut out = format!(
-            "log [{}..{}) apply {} commit {} bcast {} seq {};",
+            "rto {} log [{}..{}) apply {} commit {} bcast {} seq {};",
+            self.rtt.rto(),
             self.log.start(),
             self.end,
             self.apply_lid,
@@ -327,7 +355,7 @@ impl LeaderLane {
     fn on_ack(&mut self, now: Time, from: NodeId, body: &AckBody, missing: Ranges<'_>) {
         let bcast_lid = self.bcast_lid;
         let commit_lid = self.commit_lid;
-        let rto = self.cfg.retransmit_timeout;
+        let rto = self.rtt.rto();
         let Some(p) = self.peers.iter_mut().find(|p| p.node == from) else {
             self.stats.rejected_sender += 1;
             return;
@@ -341,22 +369,33 @@ impl LeaderLane {
             p.received_lid = received;
         }
         p.next_lid = p.next_lid.max(p.received_lid);
+        prune_resend(&mut p.resend, p.received_lid);
         p.window_end = p.window_end.max(body.window_end);
-        let freed = p.prepare_credits.free_to(body.prepare_seq);
+        let (freed, prepare_rtt) = p.prepare_credits.free_to(body.prepare_seq, now);
         if moved || freed > 0 {
             p.progress_at = now;
         }
-        p.commit_credits.free_to(body.commit_seq);
+        let (_, commit_rtt) = p.commit_credits.free_to(body.commit_seq, now);
         p.commit_known = p.commit_known.max(body.commit_lid.min(commit_lid));
         if !missing.is_empty() {
             self.stats.nacks_recv += 1;
-            // Go back to the first missing lid, once per quarter timeout, so
-            // a burst of acks reporting the same gap resends it once.
-            let quiet = p.rewind_at.is_none_or(|at| now >= at + crate::Span(rto.0 / 4));
-            if p.next_lid > p.received_lid && quiet {
-                p.next_lid = p.received_lid;
-                p.rewind_at = Some(now);
+            // Acks keep reporting a gap until it is filled: take one report
+            // per quarter timeout, and resend exactly what it lists.
+            let quiet = p.resend_at.is_none_or(|at| now >= at + crate::Span(rto.0 / 4));
+            if quiet {
+                p.resend.clear();
+                for r in missing.take(MAX_RESEND_RANGES) {
+                    let (first, end) = (r.first.max(p.received_lid), r.end().min(p.next_lid));
+                    if first < end {
+                        let count = (end - first).min(u32::MAX as u64) as u32;
+                        p.resend.push(Range { first, count });
+                    }
+                }
+                p.resend_at = Some(now);
             }
+        }
+        for sample in [prepare_rtt, commit_rtt].into_iter().flatten() {
+            self.rtt.sample(sample);
         }
         self.update_commit();
     }
@@ -436,29 +475,45 @@ impl LeaderLane {
         Some(Transmit { dest, len })
     }
 
-    /// Sends retained entries to one follower that is behind the broadcast
-    /// point (after a loss, a credit shortage or a go-back).
+    /// Sends retained entries to one follower: first the ranges it reported
+    /// missing, then everything from its next lid if it is behind the
+    /// broadcast point (after a credit shortage or a go-back).
     fn transmit_catch_up(&mut self, now: Time, buf: &mut [u8]) -> Option<Transmit> {
         let n = self.peers.len();
         for i in 0..n {
             let idx = (self.catch_up_turn + i) % n;
             let p = &mut self.peers[idx];
-            if p.lagging || p.next_lid >= self.bcast_lid {
+            let resend = p.resend.first().copied();
+            if p.lagging || (resend.is_none() && p.next_lid >= self.bcast_lid) {
                 continue;
             }
-            if p.next_lid < self.log.start() {
+            let first = resend.map_or(p.next_lid, |r| r.first);
+            if first < self.log.start() {
                 p.lagging = true;
                 self.stats.lagging_marked += 1;
                 continue;
             }
-            if !p.can_take(p.next_lid) {
+            if p.prepare_credits.is_full() || (resend.is_none() && p.window_end <= first) {
                 self.stats.prepare_credit_stalls += 1;
                 continue;
             }
-            let (first, limit) = (p.next_lid, p.window_end.min(self.bcast_lid));
+            let limit = resend.map_or(p.window_end.min(self.bcast_lid), |r| r.end());
             let (len, end) = self.encode_prepares(buf, first, limit)?;
+            let (seq, commit_lid) = (self.prepare_msg_seq, self.commit_lid);
             let p = &mut self.peers[idx];
-            Self::sent_prepare(p, now, self.prepare_msg_seq, end, self.commit_lid);
+            match resend {
+                Some(r) if end < r.end() => {
+                    p.resend[0] = Range {
+                        first: end,
+                        count: (r.end() - end) as u32,
+                    }
+                }
+                Some(_) => {
+                    p.resend.remove(0);
+                }
+                None => p.next_lid = end,
+            }
+            Self::charge_prepare(p, now, seq, commit_lid);
             self.stats.prepare_msgs_sent += 1;
             self.stats.prepares_sent += end - first;
             self.stats.catch_up_sent += end - first;
@@ -471,17 +526,22 @@ impl LeaderLane {
         None
     }
 
+    /// A Prepare went to `p`: it took a credit and carried the commit point.
+    fn charge_prepare(p: &mut Peer, now: Time, seq: u64, commit_lid: u64) {
+        p.prepare_credits.add(seq, now);
+        if commit_lid > p.commit_sent {
+            p.commit_sent = commit_lid;
+            p.commit_sent_at = now;
+        }
+    }
+
     fn sent_prepare(p: &mut Peer, now: Time, seq: u64, end: u64, commit_lid: u64) {
         if p.received_lid == p.next_lid {
             // Nothing was outstanding: the retransmission clock starts now.
             p.progress_at = now;
         }
         p.next_lid = end;
-        p.prepare_credits.add(seq);
-        if commit_lid > p.commit_sent {
-            p.commit_sent = commit_lid;
-            p.commit_sent_at = now;
-        }
+        Self::charge_prepare(p, now, seq, commit_lid);
     }
 
     /// Encodes entries `[first, limit)` (as many as fit) into one Prepare.
@@ -544,7 +604,7 @@ impl LeaderLane {
         for p in self.peers.iter_mut().filter(|p| set.contains(p.node)) {
             p.commit_sent = self.commit_lid;
             p.commit_sent_at = now;
-            p.commit_credits.add(seq);
+            p.commit_credits.add(seq, now);
         }
         self.stats.commit_msgs_sent += 1;
         self.stats.commits_sent += range.count as u64;
@@ -581,13 +641,14 @@ impl LeaderLane {
     /// lost while the follower got its entries another way still holds a
     /// credit, and a lost window update leaves nothing in flight at all.
     pub fn handle_timeout(&mut self, now: Time) {
-        let rto = self.cfg.retransmit_timeout;
+        let rto = self.rtt.rto();
         let go_back = self.cfg.planted_bug != PlantedBug::NoRetransmitTimeout;
         let (seq_lid, commit_lid) = (self.seq_lid, self.commit_lid);
         for p in self.peers.iter_mut().filter(|p| !p.lagging) {
             if p.received_lid < seq_lid && now >= p.progress_at + rto {
                 if go_back {
                     p.next_lid = p.received_lid;
+                    p.resend.clear();
                     p.prepare_credits.reset();
                     self.stats.retransmit_timeouts += 1;
                 }
@@ -610,7 +671,7 @@ impl LeaderLane {
 
     /// When `handle_timeout` next has something to do.
     pub fn poll_timeout(&self) -> Option<Time> {
-        let rto = self.cfg.retransmit_timeout;
+        let rto = self.rtt.rto();
         let live = self.peers.iter().filter(|p| !p.lagging);
         let prepare = live
             .clone()

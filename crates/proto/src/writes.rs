@@ -26,6 +26,10 @@ struct Slot {
     state: State,
     /// The Write message (by credit seq) that first carried it; 0 before.
     credit_seq: u64,
+    /// The Write message (by header seq) that last carried it.
+    sent_msg: u64,
+    /// Sent more than once (its round trip is ambiguous: Karn's rule).
+    resent: bool,
 }
 
 /// Why a follower could not take a write.
@@ -60,6 +64,12 @@ pub struct PendingWrites {
     /// Fresh writes still unapplied per in-flight credit seq (front = oldest).
     unapplied: VecDeque<(u64, u32)>,
     next_credit_seq: u64,
+    /// The latest Write message any of whose writes the leader sequenced:
+    /// a write still unsequenced from an earlier message was lost (the
+    /// leader takes a follower's messages in order), so it goes again now
+    /// rather than after the timeout.
+    sequenced_msg: u64,
+    fast_check: bool,
 }
 
 impl PendingWrites {
@@ -72,6 +82,8 @@ impl PendingWrites {
             len: 0,
             state: State::Sequenced,
             credit_seq: 0,
+            sent_msg: 0,
+            resent: false,
         };
         PendingWrites {
             value_max,
@@ -84,6 +96,8 @@ impl PendingWrites {
             credits: Inflights::new(credits),
             unapplied: VecDeque::with_capacity(credits),
             next_credit_seq: 1,
+            sequenced_msg: 0,
+            fast_check: false,
         }
     }
 
@@ -129,6 +143,8 @@ impl PendingWrites {
             len: w.value.len() as u16,
             state: State::Queued,
             credit_seq: 0,
+            sent_msg: 0,
+            resent: false,
         };
         let at = idx as usize * self.value_max;
         self.values[at..at + w.value.len()].copy_from_slice(w.value);
@@ -149,10 +165,12 @@ impl PendingWrites {
     /// returns false (message full). Fresh writes are taken only if
     /// `with_fresh` (a credit is available); retransmissions always are, so
     /// writes lost in flight are resent even when credits ran out. Marks the
-    /// taken ones sent at `now`. Returns (writes taken, of which fresh).
+    /// taken ones sent at `now` in message `msg`. Returns (writes taken, of
+    /// which fresh).
     pub fn drain_into(
         &mut self,
         now: Time,
+        msg: u64,
         with_fresh: bool,
         mut push: impl FnMut(&WriteEntry<'_>) -> bool,
     ) -> (usize, usize) {
@@ -183,6 +201,7 @@ impl PendingWrites {
             self.queue.remove(i);
             let s = &mut self.slots[idx as usize];
             s.state = State::Sent(now);
+            s.sent_msg = msg;
             if s.credit_seq == 0 {
                 s.credit_seq = credit_seq;
                 fresh += 1;
@@ -191,18 +210,32 @@ impl PendingWrites {
             taken += 1;
         }
         if fresh > 0 {
-            self.credits.add(credit_seq);
+            // Write credits come back on apply, long after the round trip:
+            // they take no round-trip samples.
+            self.credits.add(credit_seq, Time::ZERO);
             self.unapplied.push_back((credit_seq, fresh as u32));
             self.next_credit_seq += 1;
         }
         (taken, fresh)
     }
 
-    /// The leader sequenced this write (it appeared in a Prepare).
-    pub fn sequenced(&mut self, session: u32, seq: u32) {
-        if let Some(&idx) = self.by_id.get(&(session, seq)) {
-            self.slots[idx as usize].state = State::Sequenced;
+    /// The leader sequenced this write (it appeared in a Prepare at `now`).
+    /// Returns its round trip if it was sent once and this is news.
+    pub fn sequenced(&mut self, session: u32, seq: u32, now: Time) -> Option<Span> {
+        let &idx = self.by_id.get(&(session, seq))?;
+        let s = &mut self.slots[idx as usize];
+        let rtt = match s.state {
+            State::Sent(at) if !s.resent => Some(now - at),
+            _ => None,
+        };
+        {
+            s.state = State::Sequenced;
+            if s.sent_msg > self.sequenced_msg {
+                self.sequenced_msg = s.sent_msg;
+                self.fast_check = true;
+            }
         }
+        rtt
     }
 
     /// The write was applied here: frees its slot and maybe a credit.
@@ -220,15 +253,28 @@ impl PendingWrites {
         // Credits return in message order once a prefix of messages is done.
         while let Some(&(s, 0)) = self.unapplied.front() {
             self.unapplied.pop_front();
-            self.credits.free_to(s);
+            self.credits.free_to(s, Time::ZERO);
         }
         true
     }
 
-    /// Requeues writes sent more than `rto` ago and still not sequenced.
+    /// Requeues writes sent more than `rto` ago and still not sequenced, and
+    /// (fast) those from a message older than one the leader sequenced.
     /// Returns how many.
     pub fn expire(&mut self, now: Time, rto: Span) -> usize {
         let mut n = 0;
+        if self.fast_check {
+            self.fast_check = false;
+            for idx in 0..self.slots.len() {
+                let s = &mut self.slots[idx];
+                if matches!(s.state, State::Sent(_)) && s.sent_msg < self.sequenced_msg {
+                    s.state = State::Queued;
+                    s.resent = true;
+                    self.queue.push_back(idx as u32);
+                    n += 1;
+                }
+            }
+        }
         while let Some(&(idx, at)) = self.sent.front() {
             if now < at + rto {
                 break;
@@ -237,6 +283,7 @@ impl PendingWrites {
             let s = &mut self.slots[idx as usize];
             if s.state == State::Sent(at) {
                 s.state = State::Queued;
+                s.resent = true;
                 self.queue.push_back(idx);
                 n += 1;
             }
@@ -270,7 +317,7 @@ mod tests {
         p.push(&w(0, 1)).unwrap();
         p.push(&w(1, 1)).unwrap();
         assert!(p.fresh_queued());
-        assert_eq!(p.drain_into(Time(5), true, |_| true), (2, 2));
+        assert_eq!(p.drain_into(Time(5), 1, true, |_| true), (2, 2));
         assert_eq!(p.credits_available(), 0);
         assert!(p.applied(1, 1));
         assert_eq!(
@@ -289,14 +336,14 @@ mod tests {
         let mut p = PendingWrites::new(4, 8, 1);
         p.push(&w(0, 1)).unwrap();
         p.push(&w(1, 1)).unwrap();
-        p.drain_into(Time(0), true, |_| true);
-        p.sequenced(0, 1);
+        p.drain_into(Time(0), 1, true, |_| true);
+        assert_eq!(p.sequenced(0, 1, Time(4)), Some(Span(4)), "a clean round trip");
         assert_eq!(p.expire(Time(9), Span(10)), 0, "not yet");
         assert_eq!(p.expire(Time(10), Span(10)), 1, "only the unsequenced one");
         assert!(!p.fresh_queued(), "a retransmission needs no credit");
         let mut seen = Vec::new();
         assert_eq!(
-            p.drain_into(Time(10), false, |e: &WriteEntry<'_>| {
+            p.drain_into(Time(10), 1, false, |e: &WriteEntry<'_>| {
                 seen.push((e.session, e.seq));
                 true
             }),
@@ -311,12 +358,12 @@ mod tests {
         // retransmissions queued behind fresh writes deadlocked the lane.
         let mut p = PendingWrites::new(4, 8, 1);
         p.push(&w(0, 1)).unwrap();
-        p.drain_into(Time(0), true, |_| true);
+        p.drain_into(Time(0), 1, true, |_| true);
         assert_eq!(p.credits_available(), 0);
         p.push(&w(1, 1)).unwrap();
         assert_eq!(p.expire(Time(10), Span(10)), 1);
         let mut seen = Vec::new();
-        let taken = p.drain_into(Time(10), false, |e: &WriteEntry<'_>| {
+        let taken = p.drain_into(Time(10), 1, false, |e: &WriteEntry<'_>| {
             seen.push((e.session, e.seq));
             true
         });
@@ -327,6 +374,28 @@ mod tests {
             "the lost write goes again; the fresh one keeps waiting"
         );
         assert!(p.fresh_queued());
+    }
+
+    #[test]
+    fn a_write_of_an_older_message_is_resent_once_a_newer_one_is_sequenced() {
+        let mut p = PendingWrites::new(4, 8, 4);
+        p.push(&w(0, 1)).unwrap();
+        p.drain_into(Time(0), 1, true, |_| true);
+        p.push(&w(1, 1)).unwrap();
+        p.drain_into(Time(1), 2, true, |_| true);
+        p.sequenced(1, 1, Time(2));
+        assert_eq!(
+            p.expire(Time(2), Span(1_000)),
+            1,
+            "message 1 was lost: no need to wait"
+        );
+        assert_eq!(p.expire(Time(3), Span(1_000)), 0, "only once");
+        let mut seen = Vec::new();
+        p.drain_into(Time(3), 3, false, |e: &WriteEntry<'_>| {
+            seen.push(e.session);
+            true
+        });
+        assert_eq!(seen, vec![0]);
     }
 
     #[test]

@@ -132,12 +132,19 @@ pub struct BenchArgs {
     /// Entries a follower lane buffers ahead of its apply point (a power of two).
     #[arg(long, default_value_t = 1 << 13)]
     pub window: usize,
-    /// Microseconds without acknowledgement before a message is sent again.
+    /// Retransmission timeout in microseconds before a round trip is measured,
+    /// and its ceiling (it adapts to the measured round trip).
     #[arg(long, default_value_t = 20_000)]
     pub retransmit_timeout_us: u64,
+    /// Floor of the adaptive retransmission timeout, in microseconds.
+    #[arg(long, default_value_t = 1_000)]
+    pub min_retransmit_timeout_us: u64,
     /// Datagrams each in-process lane endpoint queues before dropping.
     #[arg(long, default_value_t = 4096)]
     pub queue_depth: usize,
+    /// Lose this fraction of received datagrams at random (fault injection, e.g. 0.01).
+    #[arg(long, default_value = "0", value_parser = parse_fraction)]
+    pub loss: f64,
     /// Seconds to wait at the end for every write to complete and replicas to converge.
     #[arg(long, default_value = "10", value_parser = parse_seconds)]
     pub drain_timeout: f64,
@@ -157,6 +164,7 @@ impl BenchArgs {
             drain_timeout_s: self.drain_timeout,
             poll: self.poll,
             queue_depth: self.queue_depth,
+            loss: self.loss,
             ..RunConfig::default()
         };
         let p = &mut c.proto;
@@ -170,6 +178,7 @@ impl BenchArgs {
         p.log_capacity = self.log_capacity;
         p.window = self.window;
         p.retransmit_timeout_us = self.retransmit_timeout_us;
+        p.min_retransmit_timeout_us = self.min_retransmit_timeout_us;
         let w = &mut c.workload;
         w.sessions = self.sessions;
         w.write_ratio = self.write_ratio;

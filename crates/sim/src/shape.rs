@@ -67,6 +67,7 @@ impl Shape {
         c.max_sessions = self.sessions;
         c.max_pending_writes = self.sessions as usize;
         c.retransmit_timeout = self.retransmit_timeout;
+        c.min_retransmit_timeout = Span::from_micros(100);
         c.planted_bug = cfg.bug;
         c
     }

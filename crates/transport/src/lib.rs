@@ -8,11 +8,13 @@
 //! does), and the protocol core repairs loss.
 //!
 //! - [`inproc`]: every node of a cluster in one process, bounded queues.
+//! - [`lossy`]: a wrapper that loses received datagrams at random.
 //! - [`udp`]: UDP/IPv4 on Linux, batched, with segmentation offload and multicast.
 //! - [`netbench`]: the loopback UDP ceiling, measured through [`udp`].
 
 pub mod batch;
 pub mod inproc;
+pub mod lossy;
 pub mod netbench;
 pub mod udp;
 mod wake;
@@ -55,6 +57,8 @@ pub struct TransportStats {
     /// Receive offload: reads that held several datagrams, and those datagrams.
     pub gro_reads: u64,
     pub gro_segments: u64,
+    /// Datagrams lost on purpose by the [`lossy`] wrapper.
+    pub dropped_injected: u64,
 }
 
 impl TransportStats {
@@ -64,6 +68,7 @@ impl TransportStats {
         self.datagrams_recv += o.datagrams_recv;
         self.bytes_recv += o.bytes_recv;
         self.dropped_full += o.dropped_full;
+        self.dropped_injected += o.dropped_injected;
         self.send_calls += o.send_calls;
         self.recv_calls += o.recv_calls;
         self.send_errors += o.send_errors;

@@ -173,7 +173,7 @@ fn unsequenced_writes_are_resent_after_the_timeout() {
     drain(&mut f, T0);
     f.handle(T0, &msg(&prepare_msg(1, 0, 0, &[prep(1, ME, 1, 1, 1, b"v")])));
     drain(&mut f, T0);
-    let rto = f.config().retransmit_timeout;
+    let rto = f.rto();
     assert_eq!(f.poll_timeout(), Some(T0 + rto));
     f.handle_timeout(T0 + Span(rto.0 - 1));
     assert_eq!(drain(&mut f, T0), vec![]);
