@@ -7,9 +7,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-/// How keys are drawn.
+/// How keys are drawn. Written `uniform`, `zipf` or `zipf:EXPONENT`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
+#[serde(try_from = "String", into = "String")]
 pub enum Distribution {
     Uniform,
     /// Zipf with this exponent; hot keys are spread over the key space.
@@ -35,6 +35,19 @@ impl FromStr for Distribution {
                 Ok(Distribution::Zipf { exponent })
             }
         }
+    }
+}
+
+impl TryFrom<String> for Distribution {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<Distribution> for String {
+    fn from(d: Distribution) -> String {
+        d.to_string()
     }
 }
 
@@ -71,6 +84,7 @@ impl FromStr for PollMode {
 
 /// What every lane's sessions do.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct WorkloadConfig {
     /// Closed-loop sessions per lane (prototype: 22).
     pub sessions: u32,
@@ -113,6 +127,7 @@ impl Default for WorkloadConfig {
 
 /// Protocol knobs shared by every lane.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ProtoConfig {
     pub mtu: usize,
     pub broadcast: BroadcastMode,

@@ -9,11 +9,12 @@ use crate::stats::{LaneShared, Progress, RuntimeStats, Snapshot};
 use crate::value;
 use crate::workload::{Trace, TraceOp};
 use hdrhistogram::Histogram;
+use rzab_proto::{Dest, NodeSet};
 use rzab_proto::{LaneStats, Time};
 use rzab_proto::{Role, Submitted};
 use rzab_store::ItemMeta;
 use rzab_transport::{RecvBatch, SendBatch, Transport, TransportStats};
-use rzab_wire::{Op, WriteEntry, decode};
+use rzab_wire::{Body, Encoder, Header, HelloBody, Kind, Op, WriteEntry, decode};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
@@ -78,6 +79,15 @@ pub struct LaneResult {
     pub error: Option<String>,
 }
 
+/// How a running lane answers the start-up Hello of a member that started
+/// later: "ready, and I have heard everyone".
+#[derive(Clone, Copy, Debug)]
+pub struct HelloReply {
+    pub cluster_id: u32,
+    pub digest: u64,
+    pub members: rzab_proto::NodeSet,
+}
+
 /// Everything a lane worker is built from.
 pub struct LaneSetup<T> {
     pub node: Arc<NodeShared>,
@@ -92,6 +102,7 @@ pub struct LaneSetup<T> {
     /// Operations to issue before stopping (None: until the drain).
     pub ops_limit: Option<u64>,
     pub poll: PollMode,
+    pub hello: Option<HelloReply>,
     pub shared: Arc<LaneShared>,
     pub control: Arc<Control>,
     pub clock: Clock,
@@ -130,6 +141,7 @@ pub struct LaneWorker<T> {
     rt: RuntimeStats,
     violations: Violations,
     poll: PollMode,
+    hello: Option<HelloReply>,
     shared: Arc<LaneShared>,
     control: Arc<Control>,
     clock: Clock,
@@ -170,6 +182,7 @@ impl<T: Transport> LaneWorker<T> {
             rt: RuntimeStats::default(),
             violations: Violations::default(),
             poll: s.poll,
+            hello: s.hello,
             shared: s.shared,
             control: s.control,
             clock: s.clock,
@@ -245,13 +258,56 @@ impl<T: Transport> LaneWorker<T> {
             .transport
             .recv(&mut self.recv)
             .map_err(|e| format!("receive failed: {e}"))?;
+        let mut hellos = NodeSet::EMPTY;
         for bytes in self.recv.iter() {
             match decode(bytes) {
+                // Answers are not answered (two running lanes would ping-pong).
+                Ok(m) if m.header.kind == Kind::Hello => {
+                    if let Body::Hello(b) = m.body
+                        && !b.answer
+                    {
+                        hellos.insert(m.header.sender);
+                    }
+                }
                 Ok(m) => self.role.handle(now, &m),
                 Err(_) => self.rt.decode_errors += 1,
             }
         }
+        if !hellos.is_empty() {
+            self.answer_hellos(hellos);
+        }
         Ok(n)
+    }
+
+    /// Tells members still in their start-up handshake that this node runs.
+    fn answer_hellos(&mut self, from: NodeSet) {
+        let Some(h) = self.hello else { return };
+        self.rt.hellos += from.len() as u64;
+        for to in from
+            .iter()
+            .filter(|&n| h.members.contains(n) && n != self.node.id)
+        {
+            let header = Header {
+                kind: Kind::Hello,
+                cluster_id: h.cluster_id,
+                epoch: 0,
+                sender: self.node.id,
+                lane: self.lane,
+                count: 0,
+                seq: 0,
+            };
+            let body = HelloBody {
+                config_digest: h.digest,
+                heard: h.members.0,
+                ready: true,
+                answer: true,
+            };
+            let Some(buf) = self.send.next_buf() else { return };
+            if let Ok(e) = Encoder::hello(buf, header, &body) {
+                let len = e.finish();
+                self.send.push(Dest::Node(to), len);
+            }
+        }
     }
 
     /// Applies committed entries while the gate admits them.

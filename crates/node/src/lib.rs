@@ -3,16 +3,23 @@
 //! workload, stats, and the orchestration of a whole cluster run.
 
 pub mod bench;
+pub mod cluster;
 pub mod config;
+pub mod handshake;
 pub mod lane;
 pub mod monitor;
+pub mod netns;
 pub mod node;
+pub mod process;
 pub mod report;
+pub mod runner;
 pub mod session;
 pub mod stats;
+pub mod supervise;
 pub mod value;
 pub mod workload;
 
-pub use bench::{RunError, run_inproc};
+pub use bench::run_inproc;
 pub use config::{Distribution, PollMode, ProtoConfig, RunConfig, WorkloadConfig};
 pub use report::Report;
+pub use runner::RunError;

@@ -6,6 +6,7 @@ use crate::stats::{LaneShared, Snapshot};
 use rzab_proto::NodeId;
 use std::io::Write;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// One lane's published state, addressed by node and lane.
 pub struct Watched {
@@ -19,6 +20,8 @@ pub struct Monitor {
     pub nodes: Vec<NodeId>,
     previous: Vec<Snapshot>,
     previous_t: f64,
+    /// Set from outside (Ctrl-C): counts as a failure.
+    abort: Option<Arc<AtomicBool>>,
 }
 
 impl Monitor {
@@ -31,6 +34,7 @@ impl Monitor {
             nodes,
             previous,
             previous_t: 0.0,
+            abort: None,
         }
     }
 
@@ -157,9 +161,15 @@ impl Monitor {
         self.snapshots().iter().all(|s| s.progress.issued_all)
     }
 
-    /// Whether any lane reported a failure.
+    /// Treats `flag` being set as a failure (to stop on Ctrl-C).
+    pub fn abort_on(&mut self, flag: Arc<AtomicBool>) {
+        self.abort = Some(flag);
+    }
+
+    /// Whether any lane reported a failure (or the run was aborted).
     pub fn failed(&self) -> bool {
-        self.snapshots().iter().any(|s| s.progress.failed)
+        self.abort.as_ref().is_some_and(|a| a.load(Ordering::SeqCst))
+            || self.snapshots().iter().any(|s| s.progress.failed)
     }
 }
 

@@ -5,10 +5,56 @@ use crate::config::RunConfig;
 use crate::session::Violations;
 use crate::stats::{RuntimeStats, Snapshot};
 use hdrhistogram::Histogram;
-use rzab_proto::LaneStats;
+use rzab_proto::{LaneStats, NodeId};
 use rzab_transport::TransportStats;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
+
+/// A latency histogram as (value, count) pairs, so it can cross a process
+/// boundary and be merged without losing its precision.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Buckets(pub Vec<(u64, u64)>);
+
+impl Buckets {
+    pub fn add(&mut self, h: &Histogram<u64>) {
+        self.0.extend(
+            h.iter_recorded()
+                .map(|v| (v.value_iterated_to(), v.count_at_value())),
+        );
+    }
+
+    pub fn histogram(&self) -> Histogram<u64> {
+        let mut h = crate::lane::histogram();
+        for &(v, n) in &self.0 {
+            let _ = h.record_n(v, n);
+        }
+        h
+    }
+}
+
+/// Everything one node reports at the end of a run, in-process or from a
+/// node process.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeOutcome {
+    pub id: NodeId,
+    pub leader: bool,
+    /// Counters (summed over lanes) when its sessions stopped...
+    pub running: Snapshot,
+    /// ...after this many seconds.
+    pub running_s: f64,
+    /// Counters at the end.
+    pub fin: Snapshot,
+    pub digest: u64,
+    /// Writes applied and the hash chain over them.
+    pub applied: u64,
+    pub chain: u64,
+    pub read_latency_ns: Buckets,
+    pub write_latency_ns: Buckets,
+    pub violations: Violations,
+    pub errors: Vec<String>,
+    /// Transport details (for example the socket buffers the kernel granted).
+    pub info: Option<serde_json::Value>,
+}
 
 /// Latency percentiles in microseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
@@ -114,6 +160,8 @@ pub struct NodeReport {
     pub applied: u64,
     pub history: String,
     pub violations: Violations,
+    /// Transport details, when the node reported them.
+    pub info: Option<serde_json::Value>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -256,4 +304,95 @@ pub fn rate_line(r: &Rates) -> String {
         r.reads_per_s / 1e6,
         r.writes_per_s / 1e3
     )
+}
+
+/// The report of a run from its nodes' outcomes.
+pub fn assemble(
+    cfg: &RunConfig,
+    transport: &str,
+    outcomes: &[NodeOutcome],
+    intervals: Vec<IntervalReport>,
+    elapsed: f64,
+    drained: Result<(), String>,
+) -> Report {
+    let mut problems: Vec<String> = drained.err().into_iter().collect();
+    let mut read = Buckets::default();
+    let mut write = Buckets::default();
+    let mut violations = Violations::default();
+    let mut all = Snapshot::default();
+    let mut rates = Rates::default();
+    for o in outcomes {
+        read.0.extend_from_slice(&o.read_latency_ns.0);
+        write.0.extend_from_slice(&o.write_latency_ns.0);
+        violations.add(&o.violations);
+        all.add_counters(&o.fin);
+        let r = Rates::of(&o.running.runtime, o.running_s);
+        rates.mops += r.mops;
+        rates.reads_per_s += r.reads_per_s;
+        rates.writes_per_s += r.writes_per_s;
+        problems.extend(o.errors.iter().map(|e| format!("node {}: {e}", o.id)));
+    }
+    if outcomes.len() != cfg.nodes as usize {
+        problems.push(format!("{} of {} nodes reported", outcomes.len(), cfg.nodes));
+    }
+    let nodes: Vec<NodeReport> = outcomes.iter().map(node_report).collect();
+    let digests_match = nodes.windows(2).all(|w| w[0].digest == w[1].digest);
+    let histories_match = nodes
+        .windows(2)
+        .all(|w| (w[0].applied, &w[0].history) == (w[1].applied, &w[1].history));
+    if !digests_match {
+        problems.push("store digests differ between replicas".into());
+    }
+    if !histories_match {
+        problems.push("replicas applied different write sequences".into());
+    }
+    if violations.total() > 0 {
+        problems.push(format!("session guarantee violations: {violations:?}"));
+    }
+    if all.runtime.writes_completed != all.runtime.writes_issued {
+        problems.push(format!(
+            "{} writes issued but {} completed",
+            all.runtime.writes_issued, all.runtime.writes_completed
+        ));
+    }
+    let cluster = ClusterReport {
+        rates,
+        batches: Batches::of(&all.proto),
+        stalls: Stalls::of(&all),
+        read_latency_us: Percentiles::of(&read.histogram()),
+        write_latency_us: Percentiles::of(&write.histogram()),
+        writes_issued: all.runtime.writes_issued,
+        writes_completed: all.runtime.writes_completed,
+        datagrams_per_write: ratio(all.transport.datagrams_sent, all.runtime.writes_completed),
+        digests_match,
+        histories_match,
+        violations,
+    };
+    Report {
+        config: cfg.clone(),
+        transport: transport.into(),
+        elapsed_s: elapsed,
+        nodes,
+        cluster,
+        intervals,
+        problems,
+    }
+}
+
+fn node_report(o: &NodeOutcome) -> NodeReport {
+    NodeReport {
+        id: o.id,
+        leader: o.leader,
+        rates: Rates::of(&o.running.runtime, o.running_s),
+        batches: Batches::of(&o.fin.proto),
+        stalls: Stalls::of(&o.fin),
+        runtime: o.fin.runtime,
+        proto: o.fin.proto,
+        transport: o.fin.transport,
+        digest: format!("{:016x}", o.digest),
+        applied: o.applied,
+        history: format!("{:016x}", o.chain),
+        violations: o.violations,
+        info: o.info.clone(),
+    }
 }

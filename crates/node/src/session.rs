@@ -15,7 +15,7 @@ pub struct PendingWrite {
 }
 
 /// Violations of session guarantees seen by verify mode.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Violations {
     /// A read returned an older version of a key than the session had seen.
     pub monotonic_reads: u64,

@@ -3,11 +3,11 @@
 
 use rzab_proto::LaneStats;
 use rzab_transport::TransportStats;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
 
 /// What the lane runtime counts (the state machine counts the protocol).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuntimeStats {
     pub reads: u64,
     pub writes_issued: u64,
@@ -21,6 +21,8 @@ pub struct RuntimeStats {
     pub turns: u64,
     /// Times an idle lane slept.
     pub sleeps: u64,
+    /// Start-up Hellos answered while running.
+    pub hellos: u64,
 }
 
 impl RuntimeStats {
@@ -37,6 +39,7 @@ impl RuntimeStats {
         self.decode_errors += o.decode_errors;
         self.turns += o.turns;
         self.sleeps += o.sleeps;
+        self.hellos += o.hellos;
     }
 
     pub fn since(&self, e: &RuntimeStats) -> RuntimeStats {
@@ -49,12 +52,13 @@ impl RuntimeStats {
             decode_errors: self.decode_errors - e.decode_errors,
             turns: self.turns - e.turns,
             sleeps: self.sleeps - e.sleeps,
+            hellos: self.hellos - e.hellos,
         }
     }
 }
 
 /// Where a lane's log stands, for convergence checks and stall reports.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
     pub leader: bool,
     pub apply_lid: u64,
@@ -73,7 +77,7 @@ pub struct Progress {
 }
 
 /// One lane's published figures.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub proto: LaneStats,
     pub runtime: RuntimeStats,

@@ -141,7 +141,7 @@ impl LaneConfig {
             write_credits: 6,
             prepare_batch_max: 0,
             write_batch_max: 0,
-            log_capacity: 1 << 16,
+            log_capacity: 1 << 18,
             window: 1 << 13,
             max_sessions: 1024,
             max_pending_writes: 1024,

@@ -130,7 +130,7 @@ impl FollowerLane {
                 self.stats.commit_msgs_recv += 1;
                 self.on_commit(ranges);
             }
-            Body::Write(_) | Body::Ack { .. } => unreachable!("filtered by accept"),
+            Body::Write(_) | Body::Ack { .. } | Body::Hello(_) => unreachable!("filtered by accept"),
         }
         self.ack_due = true;
         self.check_invariants();
@@ -317,8 +317,12 @@ impl FollowerLane {
 
     /// Requeues writes the leader has not sequenced within the timeout.
     pub fn handle_timeout(&mut self, now: Time) {
+        let before = self.writes.timed_out();
         let n = self.writes.expire(now, self.rtt.rto());
         self.stats.retransmit_timeouts += (n > 0) as u64;
+        if self.writes.timed_out() > before {
+            self.rtt.backed_off();
+        }
     }
 
     pub fn poll_timeout(&self) -> Option<Time> {

@@ -241,7 +241,7 @@ impl LeaderLane {
                 }
             }
             Body::Ack { body, missing } => self.on_ack(now, from, &body, missing),
-            Body::Prepare { .. } | Body::Commit(_) => unreachable!("filtered by accept"),
+            Body::Prepare { .. } | Body::Commit(_) | Body::Hello(_) => unreachable!("filtered by accept"),
         }
         self.check_invariants();
     }
@@ -434,44 +434,62 @@ impl LeaderLane {
     }
 
     /// Broadcasts sequenced entries not yet sent to anyone, to the followers
-    /// that are up to date and have credit.
+    /// that are up to date and have credit. A multicast reaches the ones
+    /// short of credit too: they count it as sent (and repair an overrun by
+    /// gap report), so catch-up does not send it to them again.
     fn transmit_fresh(&mut self, now: Time, buf: &mut [u8]) -> Option<Transmit> {
         if self.bcast_lid == self.seq_lid {
             return None;
         }
         let first = self.bcast_lid;
+        let multicast = self.cfg.broadcast == BroadcastMode::Multicast;
+        let rto = self.rtt.rto();
         let mut set = NodeSet::EMPTY;
         let mut limit = self.seq_lid;
-        let mut up_to_date = 0;
+        let (mut up_to_date, mut waiting) = (0, false);
         for p in self.peers.iter().filter(|p| !p.lagging && p.next_lid == first) {
             up_to_date += 1;
             if p.can_take(first) {
                 set.insert(p.node);
                 limit = limit.min(p.window_end);
+            } else if now < p.progress_at + rto {
+                // Responsive but short of credit: a multicast would overrun it.
+                waiting = true;
             }
         }
-        // Multicast reaches followers short of credit too, so send only when
-        // it can make progress: enough followers to commit (or all there are).
-        let needed = match self.cfg.broadcast {
-            BroadcastMode::Multicast => (majority(self.peers.len() + 1) - 1).min(up_to_date).max(1),
-            BroadcastMode::Unicast => 1,
+        // A multicast reaches every follower, so it waits for the credit of
+        // every responsive one (a silent one holds it back one timeout at
+        // most) and needs enough followers to commit. Unicast sends to
+        // whoever has credit: each follower's credits limit only its stream.
+        let needed = if multicast {
+            (majority(self.peers.len() + 1) - 1).min(up_to_date).max(1)
+        } else {
+            1
         };
-        if set.len() < needed {
+        if set.len() < needed || (multicast && waiting) {
             self.stats.prepare_credit_stalls += 1;
             return None;
         }
         let (len, end) = self.encode_prepares(buf, first, limit)?;
-        let seq = self.prepare_msg_seq;
-        for p in self.peers.iter_mut().filter(|p| set.contains(p.node)) {
-            Self::sent_prepare(p, now, seq, end, self.commit_lid);
+        let (seq, commit_lid) = (self.prepare_msg_seq, self.commit_lid);
+        for p in self
+            .peers
+            .iter_mut()
+            .filter(|p| !p.lagging && p.next_lid == first)
+        {
+            if set.contains(p.node) {
+                Self::sent_prepare(p, now, seq, end, commit_lid);
+            } else if multicast && p.window_end >= end {
+                if p.received_lid == p.next_lid {
+                    p.progress_at = now;
+                }
+                p.next_lid = end;
+            }
         }
         self.stats.prepare_msgs_sent += 1;
         self.stats.prepares_sent += end - first;
         self.bcast_lid = end;
-        let dest = match self.cfg.broadcast {
-            BroadcastMode::Multicast => Dest::Group,
-            BroadcastMode::Unicast => Dest::Set(set),
-        };
+        let dest = if multicast { Dest::Group } else { Dest::Set(set) };
         Some(Transmit { dest, len })
     }
 
@@ -644,6 +662,7 @@ impl LeaderLane {
         let rto = self.rtt.rto();
         let go_back = self.cfg.planted_bug != PlantedBug::NoRetransmitTimeout;
         let (seq_lid, commit_lid) = (self.seq_lid, self.commit_lid);
+        let fired = self.stats.retransmit_timeouts + self.stats.window_probes;
         for p in self.peers.iter_mut().filter(|p| !p.lagging) {
             if p.received_lid < seq_lid && now >= p.progress_at + rto {
                 if go_back {
@@ -666,6 +685,9 @@ impl LeaderLane {
                 p.commit_sent_at = now;
                 self.stats.retransmit_timeouts += 1;
             }
+        }
+        if self.stats.retransmit_timeouts + self.stats.window_probes > fired {
+            self.rtt.backed_off();
         }
     }
 

@@ -11,6 +11,9 @@ pub struct Rtt {
     max: Span,
     /// Smoothed round trip and its mean deviation, in ns; None before a sample.
     srtt: Option<(u64, u64)>,
+    /// Timeouts since the last sample: each doubles the timeout (up to the
+    /// maximum), so a peer that is merely slow is not flooded with resends.
+    backoff: u32,
 }
 
 impl Rtt {
@@ -19,11 +22,13 @@ impl Rtt {
             min: min.min(max),
             max,
             srtt: None,
+            backoff: 0,
         }
     }
 
     /// One measured round trip (of a message sent once: Karn's rule).
     pub fn sample(&mut self, rtt: Span) {
+        self.backoff = 0;
         let r = rtt.0;
         self.srtt = Some(match self.srtt {
             None => (r, r / 2),
@@ -32,10 +37,16 @@ impl Rtt {
     }
 
     pub fn rto(&self) -> Span {
-        match self.srtt {
+        let base = match self.srtt {
             None => self.max,
             Some((s, var)) => Span(s.saturating_add(var.saturating_mul(4))).clamp(self.min, self.max),
-        }
+        };
+        Span(base.0.saturating_mul(1 << self.backoff.min(16))).min(self.max)
+    }
+
+    /// A timeout fired without a new sample since the last one.
+    pub fn backed_off(&mut self) {
+        self.backoff = self.backoff.saturating_add(1);
     }
 }
 

@@ -158,5 +158,6 @@ pub fn sent(t: Transmit, buf: &[u8]) -> Sent {
             seq: m.header.seq,
             ranges: rs.map(|r| (r.first, r.count)).collect(),
         },
+        Body::Hello(_) => panic!("lanes never send Hello"),
     }
 }

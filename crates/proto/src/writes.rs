@@ -70,6 +70,8 @@ pub struct PendingWrites {
     /// rather than after the timeout.
     sequenced_msg: u64,
     fast_check: bool,
+    /// Writes requeued by the timer (not the fast path), ever.
+    timed_out: u64,
 }
 
 impl PendingWrites {
@@ -98,6 +100,7 @@ impl PendingWrites {
             next_credit_seq: 1,
             sequenced_msg: 0,
             fast_check: false,
+            timed_out: 0,
         }
     }
 
@@ -230,7 +233,9 @@ impl PendingWrites {
         };
         {
             s.state = State::Sequenced;
-            if s.sent_msg > self.sequenced_msg {
+            // A resent write may have been sequenced from an earlier copy:
+            // its latest message says nothing about what was lost.
+            if !s.resent && s.sent_msg > self.sequenced_msg {
                 self.sequenced_msg = s.sent_msg;
                 self.fast_check = true;
             }
@@ -285,10 +290,16 @@ impl PendingWrites {
                 s.state = State::Queued;
                 s.resent = true;
                 self.queue.push_back(idx);
+                self.timed_out += 1;
                 n += 1;
             }
         }
         n
+    }
+
+    /// Writes the timer has requeued so far.
+    pub fn timed_out(&self) -> u64 {
+        self.timed_out
     }
 
     /// When `expire` next has something to do.
@@ -396,6 +407,26 @@ mod tests {
             true
         });
         assert_eq!(seen, vec![0]);
+    }
+
+    #[test]
+    fn a_resent_write_sequenced_from_its_first_copy_does_not_cascade() {
+        // Found with UDP on a busy machine: write A timed out and went again
+        // in message 3; its first copy (message 1) was then sequenced, which
+        // must not declare write B of message 2 lost.
+        let mut p = PendingWrites::new(4, 8, 4);
+        p.push(&w(0, 1)).unwrap();
+        p.drain_into(Time(0), 1, true, |_| true);
+        p.push(&w(1, 1)).unwrap();
+        p.drain_into(Time(5), 2, true, |_| true);
+        assert_eq!(p.expire(Time(10), Span(10)), 1, "A times out");
+        p.drain_into(Time(10), 3, false, |_| true);
+        assert_eq!(
+            p.sequenced(0, 1, Time(11)),
+            None,
+            "ambiguous: no round-trip sample"
+        );
+        assert_eq!(p.expire(Time(12), Span(10)), 0, "B is not presumed lost");
     }
 
     #[test]

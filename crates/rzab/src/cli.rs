@@ -22,6 +22,19 @@ pub enum Command {
     Bench(BenchArgs),
     /// Simulate a cluster deterministically under network faults and check it.
     Sim(crate::sim::SimArgs),
+    /// Run one replica of a cluster described in a cluster file (over UDP).
+    Node(crate::node::NodeArgs),
+    /// Measure this machine's loopback UDP ceiling for rzab's datagram sizes.
+    BenchNet(crate::node::BenchNetArgs),
+}
+
+/// Where `bench` runs the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TransportKind {
+    /// Every node as threads of this process.
+    Inproc,
+    /// Every node as its own process over UDP on loopback (or network namespaces).
+    Udp,
 }
 
 pub fn parse_broadcast(s: &str) -> Result<BroadcastMode, String> {
@@ -41,7 +54,7 @@ pub fn parse_fraction(s: &str) -> Result<f64, String> {
     }
 }
 
-fn parse_seconds(s: &str) -> Result<f64, String> {
+pub fn parse_seconds(s: &str) -> Result<f64, String> {
     let v: f64 = s
         .parse()
         .map_err(|_| format!("'{s}' is not a number of seconds"))?;
@@ -54,6 +67,18 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
+    /// Where the nodes run: inproc (threads of this process) or udp (one process each).
+    #[arg(long, value_enum, default_value = "inproc")]
+    pub transport: TransportKind,
+    /// With --transport udp: each node in its own network namespace joined by veth pairs (root only).
+    #[arg(long)]
+    pub netns: bool,
+    /// With --transport udp: node 0's first port (0: chosen from the process id).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// With --transport udp: start nodes in reverse order this many ms apart.
+    #[arg(long, default_value_t = 0, hide = true)]
+    pub stagger_ms: u64,
     /// Replicas in the cluster.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=64))]
     pub nodes: u8,
@@ -127,7 +152,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0)]
     pub write_batch_max: usize,
     /// Entries a leader lane retains for followers (a power of two).
-    #[arg(long, default_value_t = 1 << 16)]
+    #[arg(long, default_value_t = 1 << 18)]
     pub log_capacity: usize,
     /// Entries a follower lane buffers ahead of its apply point (a power of two).
     #[arg(long, default_value_t = 1 << 13)]
@@ -228,8 +253,27 @@ pub fn bench(args: BenchArgs) -> ExitCode {
     if let Err(e) = cfg.validate() {
         return fail_config(format_args!("invalid --{}: {}", e.field, e.reason));
     }
+    if args.netns && args.transport != TransportKind::Udp {
+        return fail_config("--netns needs --transport udp");
+    }
     let mut stdout = std::io::stdout();
-    let report = match rzab_node::run_inproc(&cfg, &mut stdout) {
+    let run = match args.transport {
+        TransportKind::Inproc => rzab_node::run_inproc(&cfg, &mut stdout),
+        TransportKind::Udp => {
+            let exe = match std::env::current_exe() {
+                Ok(p) => p,
+                Err(e) => return fail_config(format_args!("cannot find the rzab binary: {e}")),
+            };
+            let opts = rzab_node::supervise::UdpBench {
+                exe,
+                port: args.port,
+                netns: args.netns,
+                stagger: std::time::Duration::from_millis(args.stagger_ms),
+            };
+            rzab_node::supervise::run_udp(&cfg, &opts, &mut stdout)
+        }
+    };
+    let report = match run {
         Ok(r) => r,
         Err(rzab_node::RunError::Config(e)) => {
             return fail_config(format_args!("invalid --{}: {}", e.field, e.reason));

@@ -1,6 +1,7 @@
 //! `rzab`: run a replicated cluster under load and report what it achieves.
 
 mod cli;
+mod node;
 mod sim;
 
 use clap::Parser;
@@ -14,5 +15,7 @@ fn main() -> ExitCode {
     match args.command {
         cli::Command::Bench(b) => cli::bench(b),
         cli::Command::Sim(s) => sim::run(s),
+        cli::Command::Node(n) => node::node(n),
+        cli::Command::BenchNet(b) => node::bench_net(b),
     }
 }

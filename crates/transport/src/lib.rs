@@ -28,7 +28,7 @@ use std::task::Waker;
 use std::time::Duration;
 
 /// Counters every transport keeps.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TransportStats {
     /// Datagrams handed to the network (a fan-out counts each copy).
     pub datagrams_sent: u64,

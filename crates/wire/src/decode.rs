@@ -1,6 +1,6 @@
 use crate::message::{
     ACK_BODY_LEN, Body, Message, PREPARE_BODY_LEN, PrepareEntries, RANGE_LEN, Ranges, WriteEntries,
-    parse_ack_body, parse_prepare, parse_range, parse_write,
+    parse_ack_body, parse_hello_body, parse_prepare, parse_range, parse_write,
 };
 use crate::reader::Reader;
 use crate::{Header, Kind};
@@ -26,6 +26,8 @@ pub enum DecodeError {
     RangeOverflow,
     #[error("{0} bytes after the last entry")]
     TrailingBytes(usize),
+    #[error("a message of this kind carries no entries, not {0}")]
+    UnexpectedEntries(u16),
 }
 
 /// Validates a whole datagram and returns a view of it.
@@ -57,6 +59,12 @@ pub fn decode(buf: &[u8]) -> Result<Message<'_>, DecodeError> {
             debug_assert_eq!(ACK_BODY_LEN, 40);
             let missing = Ranges::new(entries(&mut r, header.count, parse_range)?, header.count);
             Body::Ack { body, missing }
+        }
+        Kind::Hello => {
+            if header.count != 0 {
+                return Err(DecodeError::UnexpectedEntries(header.count));
+            }
+            Body::Hello(parse_hello_body(&mut r)?)
         }
         Kind::Commit => {
             let bytes = entries(&mut r, header.count, parse_range)?;

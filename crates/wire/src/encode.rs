@@ -1,6 +1,8 @@
 use crate::header::HEADER_LEN;
-use crate::message::{ACK_BODY_LEN, PREPARE_BODY_LEN, PREPARE_ENTRY_FIXED, RANGE_LEN, WRITE_ENTRY_FIXED};
-use crate::{AckBody, Header, Kind, Op, PrepareEntry, Range, WriteEntry};
+use crate::message::{
+    ACK_BODY_LEN, HELLO_BODY_LEN, PREPARE_BODY_LEN, PREPARE_ENTRY_FIXED, RANGE_LEN, WRITE_ENTRY_FIXED,
+};
+use crate::{AckBody, Header, HelloBody, Kind, Op, PrepareEntry, Range, WriteEntry};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum EncodeError {
@@ -76,6 +78,15 @@ impl<'b> Encoder<'b> {
         ] {
             e.put_u64(v);
         }
+        Ok(e)
+    }
+
+    pub fn hello(buf: &'b mut [u8], header: Header, body: &HelloBody) -> Result<Self, EncodeError> {
+        let mut e = Self::start(buf, header, Kind::Hello, HELLO_BODY_LEN)?;
+        e.put_u64(body.config_digest);
+        e.put_u64(body.heard);
+        e.put_u32(body.ready as u32 | (body.answer as u32) << 1);
+        e.put_u32(0);
         Ok(e)
     }
 

@@ -20,10 +20,12 @@ pub enum Kind {
     Ack = 3,
     /// Leader lane to its followers: committed lid ranges.
     Commit = 4,
+    /// Any node to any node at start-up: who it has heard, whether it is ready.
+    Hello = 5,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Write, Kind::Prepare, Kind::Ack, Kind::Commit];
+    pub const ALL: [Kind; 5] = [Kind::Write, Kind::Prepare, Kind::Ack, Kind::Commit, Kind::Hello];
 
     pub fn from_u8(v: u8) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| *k as u8 == v)
@@ -35,6 +37,7 @@ impl Kind {
             Kind::Prepare => "prepare",
             Kind::Ack => "ack",
             Kind::Commit => "commit",
+            Kind::Hello => "hello",
         }
     }
 }

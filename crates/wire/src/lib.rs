@@ -9,6 +9,7 @@
 //! | Prepare | leader -> lane followers | first lid, commit lid (16 B)  | [`PrepareEntry`] (28 B + value)|
 //! | Ack     | follower -> leader       | [`AckBody`] (40 B)            | [`Range`] of missing lids     |
 //! | Commit  | leader -> lane followers | none                          | [`Range`] of committed lids   |
+//! | Hello   | any node -> any node     | [`HelloBody`] (24 B)          | none (start-up handshake)     |
 //!
 //! Decoding is total: [`decode`] validates the whole datagram up front and
 //! returns a [`DecodeError`] for anything malformed, never panicking; the
@@ -27,8 +28,9 @@ pub use decode::{DecodeError, decode};
 pub use encode::{EncodeError, Encoder};
 pub use header::{HEADER_LEN, Header, Kind, MAGIC, VERSION};
 pub use message::{
-    ACK_BODY_LEN, AckBody, Body, Message, Op, PREPARE_BODY_LEN, PREPARE_ENTRY_FIXED, PrepareEntries,
-    PrepareEntry, RANGE_LEN, Range, Ranges, WRITE_ENTRY_FIXED, WriteEntries, WriteEntry,
+    ACK_BODY_LEN, AckBody, Body, HELLO_BODY_LEN, HelloBody, Message, Op, PREPARE_BODY_LEN,
+    PREPARE_ENTRY_FIXED, PrepareEntries, PrepareEntry, RANGE_LEN, Range, Ranges, WRITE_ENTRY_FIXED,
+    WriteEntries, WriteEntry,
 };
 pub use zxid::Zxid;
 

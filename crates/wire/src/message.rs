@@ -30,6 +30,9 @@ pub const PREPARE_ENTRY_FIXED: usize = 28;
 pub const PREPARE_BODY_LEN: usize = 16;
 /// Bytes of the Ack body.
 pub const ACK_BODY_LEN: usize = 40;
+/// Bytes of the Hello body.
+pub const HELLO_BODY_LEN: usize = 24;
+
 /// Bytes of one [`Range`].
 pub const RANGE_LEN: usize = 16;
 
@@ -93,6 +96,24 @@ pub struct AckBody {
     pub commit_lid: u64,
 }
 
+/// The start-up handshake: a node announces itself until every member has
+/// heard every other (no "machine 0 first", no registry).
+///
+/// Layout: config digest u64, heard u64 (a node-id bitmask), flags u32
+/// (bit 0: ready, bit 1: answer), reserved u32.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HelloBody {
+    /// Hash of the cluster configuration: members must agree on it.
+    pub config_digest: u64,
+    /// The members this node has heard from (itself included).
+    pub heard: u64,
+    /// It has heard from every member and is starting (or running).
+    pub ready: bool,
+    /// A running node's answer to a Hello: never itself answered, or two
+    /// running nodes would answer each other forever.
+    pub answer: bool,
+}
+
 /// A decoded datagram.
 #[derive(Clone, Copy, Debug)]
 pub struct Message<'a> {
@@ -115,6 +136,7 @@ pub enum Body<'a> {
         missing: Ranges<'a>,
     },
     Commit(Ranges<'a>),
+    Hello(HelloBody),
 }
 
 macro_rules! entry_iter {
@@ -257,6 +279,19 @@ pub(crate) fn parse_range(r: &mut Reader<'_>) -> Result<Range, DecodeError> {
         return Err(DecodeError::RangeOverflow);
     }
     Ok(Range { first, count })
+}
+
+pub(crate) fn parse_hello_body(r: &mut Reader<'_>) -> Result<HelloBody, DecodeError> {
+    let config_digest = r.u64()?;
+    let heard = r.u64()?;
+    let flags = r.u32()?;
+    let _reserved = r.u32()?;
+    Ok(HelloBody {
+        config_digest,
+        heard,
+        ready: flags & 1 != 0,
+        answer: flags & 2 != 0,
+    })
 }
 
 pub(crate) fn parse_ack_body(r: &mut Reader<'_>) -> Result<AckBody, DecodeError> {

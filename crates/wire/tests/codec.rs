@@ -20,6 +20,7 @@ enum Owned {
         missing: Vec<(u64, u32)>,
     },
     Commit(Vec<(u64, u32)>),
+    Hello(HelloBody),
 }
 
 fn header(kind: Kind, count: usize) -> Header {
@@ -88,6 +89,14 @@ fn owned() -> impl Strategy<Value = Owned> {
             missing: m,
         }),
         proptest::collection::vec(range(), 0..8).prop_map(Owned::Commit),
+        (any::<u64>(), any::<u64>(), any::<bool>(), any::<bool>()).prop_map(|(d, h, r, a)| Owned::Hello(
+            HelloBody {
+                config_digest: d,
+                heard: h,
+                ready: r,
+                answer: a
+            }
+        )),
     ]
 }
 
@@ -133,6 +142,9 @@ fn encode(m: &Owned, buf: &mut [u8]) -> usize {
             }
             e.finish()
         }
+        Owned::Hello(body) => Encoder::hello(buf, header(Kind::Hello, 0), body)
+            .unwrap()
+            .finish(),
         Owned::Commit(ranges) => {
             let mut e = Encoder::commit(buf, header(Kind::Commit, 0)).unwrap();
             for &(first, count) in ranges {
@@ -175,6 +187,7 @@ fn to_owned(m: &Message<'_>) -> Owned {
             missing: missing.map(|r| (r.first, r.count)).collect(),
         },
         Body::Commit(rs) => Owned::Commit(rs.map(|r| (r.first, r.count)).collect()),
+        Body::Hello(body) => Owned::Hello(body),
     }
 }
 
@@ -184,6 +197,7 @@ fn entry_count(m: &Owned) -> usize {
         Owned::Prepare { entries, .. } => entries.len(),
         Owned::Ack { missing, .. } => missing.len(),
         Owned::Commit(v) => v.len(),
+        Owned::Hello(_) => 0,
     }
 }
 

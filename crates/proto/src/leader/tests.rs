@@ -124,7 +124,7 @@ fn dead_follower_neither_stalls_commits_nor_receives_without_credit() {
 }
 
 #[test]
-fn multicast_waits_for_credits_only_when_no_quorum_has_them() {
+fn multicast_waits_for_a_responsive_follower_short_of_credit_but_not_a_silent_one() {
     let mut l = leader(&[0, 1, 2]);
     let s = seq1();
     for i in 1..=2u32 {
@@ -137,16 +137,24 @@ fn multicast_waits_for_credits_only_when_no_quorum_has_them() {
     l.sequence(&s).unwrap();
     assert_eq!(drain(&mut l, T0), vec![]);
     assert_eq!(l.stats().prepare_credit_stalls, 1);
-    // One follower consumed message 1: one follower suffices for a quorum of 3.
-    l.handle(T0, &msg(&ack_msg(2, ack(1, 1, 0, 0), &[])));
-    let out = drain(&mut l, T0);
+    // Node 2 consumed both messages; node 1 is still short and was heard
+    // from just now: a multicast would overrun it, so it waits...
+    l.handle(T0, &msg(&ack_msg(2, ack(2, 2, 0, 0), &[])));
+    assert!(
+        drain(&mut l, T0)
+            .iter()
+            .all(|m| !matches!(m, Sent::Prepare { .. }))
+    );
+    // ...but not for longer than a timeout of silence from node 1.
+    let later = T0 + l.rto();
+    let out = drain(&mut l, later);
     assert!(
         matches!(
             &out[0],
             Sent::Prepare {
                 to: Dest::Group,
                 first_lid: 2,
-                commit_lid: 1,
+                commit_lid: 2,
                 ..
             }
         ),
@@ -376,4 +384,46 @@ fn resend_ranges_shrink_as_the_gap_fills_some_other_way() {
         "nothing left to resend: {out:?}"
     );
     assert_eq!(l.lagging(), NodeSet::EMPTY);
+}
+
+#[test]
+fn a_multicast_reaches_followers_short_of_credit_without_a_second_unicast() {
+    let mut l = leader(&[0, 1, 2]);
+    let s = seq1();
+    // Two prepares use up both followers' credits; node 1 then acks.
+    for i in 1..=2 {
+        l.submit(&write(0, i, 1, b"v")).unwrap();
+        l.sequence(&s).unwrap();
+        drain(&mut l, T0);
+    }
+    l.handle(T0, &msg(&ack_msg(1, ack(2, 2, 0, 0), &[])));
+    l.submit(&write(0, 3, 1, b"v")).unwrap();
+    l.sequence(&s).unwrap();
+    // Node 2 has been silent for a timeout: the multicast goes without it.
+    let later = T0 + l.rto();
+    let out = drain(&mut l, later);
+    assert!(
+        matches!(
+            &out[0],
+            Sent::Prepare {
+                to: Dest::Group,
+                first_lid: 2,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    // Node 2 had no credit but heard the group: nothing goes to it alone.
+    assert!(
+        out.iter().all(|m| !matches!(
+            m,
+            Sent::Prepare {
+                to: Dest::Node(2),
+                ..
+            }
+        )),
+        "{out:?}"
+    );
+    assert!(drain(&mut l, later).is_empty());
+    assert_eq!(l.stats().catch_up_sent, 0);
 }

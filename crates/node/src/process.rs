@@ -1,0 +1,193 @@
+//! `rzab node`: one replica of a cluster described in a cluster file, as
+//! its own process over UDP. Standalone it prints its stats and times its
+//! own drain; supervised (by `bench --transport udp`) it reports JSON lines
+//! on stdout and takes `drain` and `stop` on stdin.
+
+use crate::cluster::ClusterFile;
+use crate::handshake::{Handshake, handshake};
+use crate::lane::{HelloReply, Phase};
+use crate::report::NodeOutcome;
+use crate::runner::{Local, Prepared, RunError, run_intervals};
+use crate::stats::Snapshot;
+use rzab_proto::NodeId;
+use rzab_transport::udp::UdpEndpoint;
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, Write};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A line a supervised node prints.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChildMsg {
+    /// Handshake done, lanes running.
+    Started { node: NodeId },
+    /// Each lane's counters and progress.
+    Status { node: NodeId, lanes: Vec<Snapshot> },
+    /// The end of the run.
+    Outcome(Box<NodeOutcome>),
+    /// The node could not run.
+    Failed { node: NodeId, error: String },
+}
+
+/// A command a supervised node reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Command {
+    Drain,
+    Stop,
+}
+
+fn emit(msg: &ChildMsg) {
+    if let Ok(line) = serde_json::to_string(msg) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+}
+
+/// Runs node `id` of `file`. Supervised, all output is JSON lines on stdout.
+pub fn run_node(
+    file: &ClusterFile,
+    id: NodeId,
+    supervised: bool,
+    out: &mut dyn Write,
+) -> Result<NodeOutcome, RunError> {
+    let result = run(file, id, supervised, out);
+    if let (true, Err(e)) = (supervised, &result) {
+        emit(&ChildMsg::Failed {
+            node: id,
+            error: e.to_string(),
+        });
+    }
+    result
+}
+
+fn run(
+    file: &ClusterFile,
+    id: NodeId,
+    supervised: bool,
+    out: &mut dyn Write,
+) -> Result<NodeOutcome, RunError> {
+    let cfg = file.run_config();
+    if id as usize >= file.nodes.len() {
+        return Err(RunError::Setup(format!(
+            "--id {id} is not a node of the cluster file (ids 0..{})",
+            file.nodes.len()
+        )));
+    }
+    // Bind every lane first, so peers' early datagrams are queued, not refused.
+    let mut endpoints = (0..file.lanes)
+        .map(|l| UdpEndpoint::new(&file.udp(id, l)).map(Some))
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(|e| RunError::Setup(format!("node {id}: {e}")))?;
+    let info = endpoints[0]
+        .as_ref()
+        .and_then(|e| serde_json::to_value(e.info()).ok());
+    let prepared = Prepared::new(&cfg, &[id])?;
+    let hs = Handshake {
+        cluster_id: file.cluster_id,
+        me: id,
+        members: cfg.members(),
+        digest: file.digest(),
+        timeout: Duration::from_secs_f64(file.run.handshake_timeout_s),
+    };
+    if let Some(lane0) = endpoints[0].as_mut() {
+        handshake(lane0, &hs, &mut |m| eprintln!("rzab {m}"))
+            .map_err(|e| RunError::Setup(format!("node {id}: {e}")))?;
+    }
+    let hello = HelloReply {
+        cluster_id: file.cluster_id,
+        digest: hs.digest,
+        members: hs.members,
+    };
+    let mut local = Local::start_prepared(&cfg, prepared, Some(hello), |_, l| {
+        endpoints[l as usize]
+            .take()
+            .ok_or_else(|| RunError::Setup(format!("lane {l} endpoint missing")))
+    })?;
+    let (running, secs) = if supervised {
+        emit(&ChildMsg::Started { node: id });
+        supervised_run(&local, id)
+    } else {
+        let _ = writeln!(
+            out,
+            "rzab node {id}: {} lanes running for {} s",
+            file.lanes, cfg.duration_s
+        );
+        let (_, secs) = run_intervals(&cfg, &mut local.monitor, out);
+        let running = local.node_snapshots();
+        if let Err(why) = drain_alone(&local, cfg.drain_timeout_s) {
+            let _ = writeln!(out, "rzab node {id}: {why}");
+        }
+        (running, secs)
+    };
+    let mut outcome = local.finish(running, secs).remove(0);
+    outcome.info = info;
+    if supervised {
+        emit(&ChildMsg::Outcome(Box::new(outcome.clone())));
+    }
+    Ok(outcome)
+}
+
+/// Reports status every 100 ms until told to stop (or the supervisor is
+/// gone); returns the counters and seconds at the drain.
+fn supervised_run(local: &Local, id: NodeId) -> (Vec<Snapshot>, f64) {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let cmd = match line.as_deref().map(str::trim) {
+                Ok("drain") => Command::Drain,
+                Ok("stop") | Err(_) => Command::Stop,
+                Ok(_) => continue,
+            };
+            if tx.send(cmd).is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(Command::Stop);
+    });
+    let mut running = None;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(Command::Drain) if running.is_none() => {
+                running = Some((local.node_snapshots(), local.elapsed()));
+                local.control.set(Phase::Draining);
+            }
+            Ok(Command::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            _ => {}
+        }
+        emit(&ChildMsg::Status {
+            node: id,
+            lanes: local.monitor.snapshots(),
+        });
+    }
+    running.unwrap_or_else(|| (local.node_snapshots(), local.elapsed()))
+}
+
+/// Without a supervisor a node sees only itself: it stops issuing, waits
+/// for its sessions' writes, then for its lanes to go quiet (nothing new
+/// applied for a while), within the drain timeout.
+fn drain_alone(local: &Local, timeout_s: f64) -> Result<(), String> {
+    local.control.set(Phase::Draining);
+    let start = Instant::now();
+    let quiet_for = Duration::from_millis(500);
+    let (mut last, mut since) = (Vec::new(), Instant::now());
+    while start.elapsed().as_secs_f64() < timeout_s {
+        std::thread::sleep(Duration::from_millis(20));
+        let snaps = local.monitor.snapshots();
+        let lids: Vec<(u64, u64)> = snaps
+            .iter()
+            .map(|s| (s.progress.apply_lid, s.progress.commit_lid))
+            .collect();
+        if lids != last {
+            (last, since) = (lids, Instant::now());
+        }
+        let idle = snaps
+            .iter()
+            .all(|s| s.progress.blocked_sessions == 0 && s.progress.apply_lid == s.progress.commit_lid);
+        if idle && since.elapsed() >= quiet_for {
+            return Ok(());
+        }
+    }
+    Err(format!("not quiet after {timeout_s} s of draining"))
+}

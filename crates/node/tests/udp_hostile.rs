@@ -1,0 +1,134 @@
+//! A live cluster over real UDP sockets on loopback keeps committing while
+//! it is sent garbage, datagrams of another cluster and of a stale epoch,
+//! and datagrams from strangers; each is dropped and counted, and no node
+//! panics. The "attacker" binds the address of a fourth member that never
+//! runs (so its datagrams pass the source check and reach the decoder);
+//! the other three form a quorum of four.
+
+use rzab_node::cluster::{ClusterFile, TransportSection};
+use rzab_node::runner::{Local, RunError, drain, run_intervals};
+use rzab_node::{Distribution, RunConfig};
+use rzab_transport::udp::UdpEndpoint;
+use rzab_wire::{Encoder, Header, Kind, Op, WriteEntry};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::time::{Duration, Instant};
+
+fn cluster(port: u16) -> (ClusterFile, RunConfig) {
+    let mut cfg = RunConfig {
+        nodes: 4,
+        duration_s: 3.0,
+        interval_s: 3.0,
+        ..RunConfig::default()
+    };
+    cfg.workload.keys = 1000;
+    cfg.workload.write_ratio = 0.5;
+    cfg.workload.sessions = 4;
+    cfg.workload.trace_len = 10_000;
+    cfg.workload.distribution = Distribution::Uniform;
+    cfg.proto.mtu = 1472;
+    let addrs: Vec<SocketAddr> = (0..4)
+        .map(|i| SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 0, 3, i + 1), port)))
+        .collect();
+    let transport = TransportSection {
+        multicast_group: SocketAddrV4::new(Ipv4Addr::new(239, 255, 99, 3), port + 500),
+        ..TransportSection::default()
+    };
+    let file = ClusterFile::from_run(&cfg, &addrs, transport);
+    file.validate().unwrap();
+    (file, cfg)
+}
+
+fn datagram(cluster_id: u32, epoch: u32, sender: u8) -> Vec<u8> {
+    let mut buf = vec![0u8; 256];
+    let h = Header {
+        kind: Kind::Write,
+        cluster_id,
+        epoch,
+        sender,
+        lane: 0,
+        count: 0,
+        seq: 1,
+    };
+    let mut e = Encoder::write(&mut buf, h).unwrap();
+    assert!(e.push_write(&WriteEntry {
+        session: 0,
+        seq: 1,
+        key: 3,
+        op: Op::Put,
+        value: &[7; 32]
+    }));
+    let n = e.finish();
+    buf.truncate(n);
+    buf
+}
+
+#[test]
+fn hostile_datagrams_are_dropped_and_counted_while_the_cluster_commits() {
+    let port = 23_000 + (std::process::id() % 1000) as u16 * 8;
+    let (file, cfg) = cluster(port);
+    let mut local = Local::start(&cfg, &[0, 1, 2], None, |n, l| {
+        UdpEndpoint::new(&file.udp(n, l)).map_err(|e| RunError::Setup(e.to_string()))
+    })
+    .expect("three nodes start");
+    // The absent fourth member's address, and a stranger's.
+    let member = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::new(127, 0, 3, 4), port)).unwrap();
+    let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let attack = std::thread::spawn(move || {
+        let (leader, follower) = (
+            SocketAddr::from(([127, 0, 3, 1], port)),
+            SocketAddr::from(([127, 0, 3, 2], port)),
+        );
+        let end = Instant::now() + Duration::from_secs(2);
+        let mut sent = 0u64;
+        while Instant::now() < end && sent < 20_000 {
+            for to in [leader, follower] {
+                let _ = member.send_to(&[0xde, 0xad, 0xbe, 0xef, 1, 2, 3], to); // garbage
+                let _ = member.send_to(&datagram(0xBAD, 1, 3), to); // another cluster
+                let _ = member.send_to(&datagram(cfg_cluster(), 0, 3), to); // stale epoch
+                let _ = member.send_to(&datagram(cfg_cluster(), 1, 0), to); // claims to be the leader
+                let _ = stranger.send_to(&datagram(cfg_cluster(), 1, 1), to); // not a member at all
+                sent += 5;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        sent
+    });
+    let mut out = Vec::new();
+    let (_, secs) = run_intervals(&cfg, &mut local.monitor, &mut out);
+    let sent = attack.join().unwrap();
+    let running = local.node_snapshots();
+    let drained = drain(&cfg, Some(&local.control), &local.monitor);
+    let outcomes = local.finish(running, secs);
+    assert!(drained.is_ok(), "{drained:?}\n{}", String::from_utf8_lossy(&out));
+    assert!(sent > 1000);
+    let total = |f: &dyn Fn(&rzab_node::report::NodeOutcome) -> u64| outcomes.iter().map(f).sum::<u64>();
+    assert!(
+        total(&|o| o.fin.runtime.writes_completed) > 1000,
+        "the cluster kept committing"
+    );
+    assert!(total(&|o| o.fin.runtime.decode_errors) > 0, "garbage counted");
+    assert!(
+        total(&|o| o.fin.proto.rejected_cluster) > 0,
+        "foreign cluster counted"
+    );
+    assert!(total(&|o| o.fin.proto.rejected_epoch) > 0, "stale epoch counted");
+    assert!(
+        total(&|o| o.fin.proto.rejected_sender + o.fin.proto.rejected_kind) > 0,
+        "impostor counted"
+    );
+    assert!(
+        total(&|o| o.fin.transport.dropped_unknown_source) > 0,
+        "stranger counted"
+    );
+    assert!(
+        outcomes.iter().all(|o| o.errors.is_empty()),
+        "{:?}",
+        outcomes.iter().map(|o| &o.errors).collect::<Vec<_>>()
+    );
+    let d: Vec<u64> = outcomes.iter().map(|o| o.digest).collect();
+    assert!(d.windows(2).all(|w| w[0] == w[1]), "digests {d:x?}");
+}
+
+fn cfg_cluster() -> u32 {
+    RunConfig::default().cluster_id
+}

@@ -1,0 +1,120 @@
+//! `rzab node` and `rzab bench-net`.
+
+use clap::Args;
+use rzab_node::cluster::ClusterFile;
+use rzab_node::process::run_node;
+use rzab_node::report::{Percentiles, Rates};
+use rzab_transport::netbench::{self, NetBenchConfig};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    /// The cluster file (TOML) shared by every node.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// This node's id in the cluster file.
+    #[arg(long)]
+    pub id: u8,
+    /// Write this node's report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Report JSON lines on stdout and take drain/stop on stdin (used by `bench --transport udp`).
+    #[arg(long, hide = true)]
+    pub supervised: bool,
+}
+
+pub fn node(args: NodeArgs) -> ExitCode {
+    let file = match ClusterFile::load(&args.config) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("rzab: error: invalid cluster file, {}: {}", e.field, e.reason);
+            return ExitCode::from(2);
+        }
+    };
+    let mut stdout = std::io::stdout();
+    let outcome = match run_node(&file, args.id, args.supervised, &mut stdout) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("rzab: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if !args.supervised {
+        let rates = Rates::of(&outcome.running.runtime, outcome.running_s);
+        println!("node {}: {}", outcome.id, rzab_node::report::rate_line(&rates));
+        let w = Percentiles::of(&outcome.write_latency_ns.histogram());
+        println!(
+            "write latency us  p50 {:.1}  p99 {:.1}  ({} writes)",
+            w.p50, w.p99, w.count
+        );
+        println!(
+            "digest {:016x}  applied {} writes, history {:016x}",
+            outcome.digest, outcome.applied, outcome.chain
+        );
+        for e in &outcome.errors {
+            println!("PROBLEM {e}");
+        }
+    }
+    if let Some(path) = &args.json {
+        let written = serde_json::to_string_pretty(&outcome)
+            .map_err(|e| e.to_string())
+            .and_then(|s| std::fs::write(path, s + "\n").map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            eprintln!("rzab: error: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    if outcome.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn parse_size(p: &str) -> Result<usize, String> {
+    match p.trim().parse::<usize>() {
+        Ok(n) if (1..=65_507).contains(&n) => Ok(n),
+        _ => Err(format!("'{p}' is not a datagram size in 1..=65507")),
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct BenchNetArgs {
+    /// Payload sizes in bytes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "64,300,1472,4096", value_parser = parse_size)]
+    pub sizes: Vec<usize>,
+    /// Seconds per case.
+    #[arg(long, default_value = "2", value_parser = crate::cli::parse_seconds)]
+    pub seconds: f64,
+    /// Write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+pub fn bench_net(args: BenchNetArgs) -> ExitCode {
+    let cfg = NetBenchConfig {
+        sizes: args.sizes,
+        duration: Duration::from_secs_f64(args.seconds),
+        ..NetBenchConfig::default()
+    };
+    match netbench::run(&cfg) {
+        Ok(r) => {
+            print!("{}", netbench::format_table(&r));
+            if let Some(path) = &args.json
+                && let Err(e) = serde_json::to_string_pretty(&r)
+                    .map_err(|e| e.to_string())
+                    .and_then(|s| std::fs::write(path, s + "\n").map_err(|e| e.to_string()))
+            {
+                eprintln!("rzab: error: cannot write {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rzab: error: bench-net: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
