@@ -128,6 +128,24 @@ fn start_child(cmd: Command) -> std::io::Result<Child> {
     cmd.spawn()
 }
 
+/// A base port whose lane ports are free on every node's loopback address
+/// (and the group ports above them), so concurrent benches do not collide.
+fn free_ports(nodes: usize, lanes: u8) -> Result<u16, RunError> {
+    let start = (std::process::id() % 1_000) as u16;
+    (0..1_000u16)
+        .map(|k| 20_000 + ((start + k) % 1_000) * 40)
+        .find(|&base| {
+            let mut held = Vec::new();
+            let mut bind =
+                |ip: Ipv4Addr, p: u16| std::net::UdpSocket::bind((ip, p)).map(|s| held.push(s)).is_ok();
+            (0..lanes as u16).all(|l| {
+                bind(Ipv4Addr::UNSPECIFIED, base + 1_000 + l)
+                    && (0..nodes).all(|i| bind(Ipv4Addr::new(127, 0, 0, i as u8 + 1), base + l))
+            })
+        })
+        .ok_or_else(|| RunError::Setup("no free block of UDP ports on loopback".into()))
+}
+
 /// Runs the cluster as `cfg.nodes` processes and reports.
 pub fn run_udp(cfg: &RunConfig, opts: &UdpBench, out: &mut dyn Write) -> Result<Report, RunError> {
     cfg.validate()?;
@@ -142,10 +160,10 @@ pub fn run_udp(cfg: &RunConfig, opts: &UdpBench, out: &mut dyn Write) -> Result<
     } else {
         None
     };
-    let port = if opts.port != 0 {
-        opts.port
-    } else {
-        20_000 + (pid % 2_000) as u16 * 16
+    let port = match (opts.port, &net) {
+        (0, None) => free_ports(nodes, cfg.lanes)?,
+        (0, Some(_)) => 17_000,
+        (p, _) => p,
     };
     let addresses: Vec<SocketAddr> = (0..nodes)
         .map(|i| match &net {
