@@ -110,9 +110,6 @@ pub struct LaneSetup<T> {
 
 /// Datagrams received or sent per batch.
 const BATCH: usize = 64;
-/// Idle turns spent spinning, then yielding, before sleeping.
-const SPIN_TURNS: u32 = 16;
-const YIELD_TURNS: u32 = 64;
 /// Longest sleep, so a lane notices phase changes promptly.
 const MAX_SLEEP: Duration = Duration::from_millis(2);
 const PUBLISH_EVERY_NS: u64 = 1_000_000;
@@ -513,10 +510,14 @@ impl<T: Transport> LaneWorker<T> {
         Ok(n)
     }
 
+    /// Idle: spin a little, then yield, then block in the transport's wait
+    /// (until a datagram, a waker or the next timer). How long to poll
+    /// before blocking is the transport's call (see `Transport::idle_polls`).
     fn back_off(&mut self, idle: u32, now: Time) {
-        if self.poll == PollMode::Busy || idle <= SPIN_TURNS {
+        let polls = self.transport.idle_polls();
+        if self.poll == PollMode::Busy || idle <= polls / 4 {
             std::hint::spin_loop();
-        } else if idle <= YIELD_TURNS {
+        } else if idle <= polls {
             std::thread::yield_now();
         } else {
             let until = self.role.poll_timeout().unwrap_or(Time::NEVER);

@@ -103,5 +103,11 @@ pub trait Transport: Send {
     /// Wakes this endpoint's `wait` from another thread.
     fn waker(&self) -> Waker;
 
+    /// Idle turns worth polling `recv` before blocking in `wait`: many when
+    /// an empty `recv` is an atomic load, few when it is a system call.
+    fn idle_polls(&self) -> u32 {
+        64
+    }
+
     fn stats(&self) -> TransportStats;
 }

@@ -67,6 +67,10 @@ impl<T: Transport> Transport for Lossy<T> {
         self.inner.waker()
     }
 
+    fn idle_polls(&self) -> u32 {
+        self.inner.idle_polls()
+    }
+
     fn stats(&self) -> TransportStats {
         TransportStats {
             dropped_injected: self.dropped,
