@@ -243,6 +243,17 @@ pub fn usage_error(e: clap::Error) -> ExitCode {
     }
 }
 
+/// Writes `value` as pretty JSON to `path`; on failure says so in one line.
+pub fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> Result<(), ExitCode> {
+    let written = serde_json::to_string_pretty(value)
+        .map_err(|e| e.to_string())
+        .and_then(|s| std::fs::write(path, s + "\n").map_err(|e| e.to_string()));
+    written.map_err(|e| {
+        eprintln!("rzab: error: cannot write {}: {e}", path.display());
+        ExitCode::FAILURE
+    })
+}
+
 fn fail_config(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("rzab: error: {msg}");
     ExitCode::from(2)
@@ -281,14 +292,8 @@ pub fn bench(args: BenchArgs) -> ExitCode {
         Err(e) => return fail_config(e),
     };
     print!("{}", report.summary());
-    if let Some(path) = &args.json {
-        let written = serde_json::to_string_pretty(&report)
-            .map_err(|e| e.to_string())
-            .and_then(|s| std::fs::write(path, s + "\n").map_err(|e| e.to_string()));
-        if let Err(e) = written {
-            eprintln!("rzab: error: cannot write {}: {e}", path.display());
-            return ExitCode::FAILURE;
-        }
+    if let Some(Err(code)) = args.json.as_ref().map(|p| write_json(p, &report)) {
+        return code;
     }
     if report.ok() {
         ExitCode::SUCCESS

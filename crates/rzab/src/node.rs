@@ -1,5 +1,6 @@
 //! `rzab node` and `rzab bench-net`.
 
+use crate::cli::write_json;
 use clap::Args;
 use rzab_node::cluster::ClusterFile;
 use rzab_node::process::run_node;
@@ -57,14 +58,8 @@ pub fn node(args: NodeArgs) -> ExitCode {
             println!("PROBLEM {e}");
         }
     }
-    if let Some(path) = &args.json {
-        let written = serde_json::to_string_pretty(&outcome)
-            .map_err(|e| e.to_string())
-            .and_then(|s| std::fs::write(path, s + "\n").map_err(|e| e.to_string()));
-        if let Err(e) = written {
-            eprintln!("rzab: error: cannot write {}: {e}", path.display());
-            return ExitCode::FAILURE;
-        }
+    if let Some(Err(code)) = args.json.as_ref().map(|p| write_json(p, &outcome)) {
+        return code;
     }
     if outcome.errors.is_empty() {
         ExitCode::SUCCESS
@@ -102,13 +97,8 @@ pub fn bench_net(args: BenchNetArgs) -> ExitCode {
     match netbench::run(&cfg) {
         Ok(r) => {
             print!("{}", netbench::format_table(&r));
-            if let Some(path) = &args.json
-                && let Err(e) = serde_json::to_string_pretty(&r)
-                    .map_err(|e| e.to_string())
-                    .and_then(|s| std::fs::write(path, s + "\n").map_err(|e| e.to_string()))
-            {
-                eprintln!("rzab: error: cannot write {}: {e}", path.display());
-                return ExitCode::FAILURE;
+            if let Some(Err(code)) = args.json.as_ref().map(|p| write_json(p, &r)) {
+                return code;
             }
             ExitCode::SUCCESS
         }
