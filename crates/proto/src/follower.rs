@@ -130,7 +130,9 @@ impl FollowerLane {
                 self.stats.commit_msgs_recv += 1;
                 self.on_commit(ranges);
             }
-            Body::Write(_) | Body::Ack { .. } | Body::Hello(_) => unreachable!("filtered by accept"),
+            Body::Write(_) | Body::Ack { .. } | Body::Hello(_) | Body::Control(_) => {
+                unreachable!("filtered by accept")
+            }
         }
         self.ack_due = true;
         self.check_invariants();

@@ -241,7 +241,9 @@ impl LeaderLane {
                 }
             }
             Body::Ack { body, missing } => self.on_ack(now, from, &body, missing),
-            Body::Prepare { .. } | Body::Commit(_) | Body::Hello(_) => unreachable!("filtered by accept"),
+            Body::Prepare { .. } | Body::Commit(_) | Body::Hello(_) | Body::Control(_) => {
+                unreachable!("filtered by accept")
+            }
         }
         self.check_invariants();
     }

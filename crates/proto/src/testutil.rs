@@ -158,6 +158,6 @@ pub fn sent(t: Transmit, buf: &[u8]) -> Sent {
             seq: m.header.seq,
             ranges: rs.map(|r| (r.first, r.count)).collect(),
         },
-        Body::Hello(_) => panic!("lanes never send Hello"),
+        Body::Hello(_) | Body::Control(_) => panic!("lanes send neither Hello nor control messages"),
     }
 }

@@ -1,9 +1,10 @@
+use crate::control::{Items, Lids, parse_fixed, parse_item, parse_lid};
 use crate::message::{
     ACK_BODY_LEN, Body, Message, PREPARE_BODY_LEN, PrepareEntries, RANGE_LEN, Ranges, WriteEntries,
     parse_ack_body, parse_hello_body, parse_prepare, parse_range, parse_write,
 };
 use crate::reader::Reader;
-use crate::{Header, Kind};
+use crate::{ControlMsg, Header, Kind, Zxid};
 
 /// Why a datagram was rejected. Receivers count these and drop the datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -28,6 +29,8 @@ pub enum DecodeError {
     TrailingBytes(usize),
     #[error("a message of this kind carries no entries, not {0}")]
     UnexpectedEntries(u16),
+    #[error("unknown transfer item kind {0}")]
+    BadItem(u8),
 }
 
 /// Validates a whole datagram and returns a view of it.
@@ -65,6 +68,35 @@ pub fn decode(buf: &[u8]) -> Result<Message<'_>, DecodeError> {
                 return Err(DecodeError::UnexpectedEntries(header.count));
             }
             Body::Hello(parse_hello_body(&mut r)?)
+        }
+        Kind::Transfer => {
+            let (stream, chunk, flags, _reserved) = (r.u32()?, r.u32()?, r.u32()?, r.u32()?);
+            let items = Items::new(entries(&mut r, header.count, parse_item)?, header.count);
+            Body::Control(ControlMsg::Transfer {
+                stream,
+                chunk,
+                last: flags & 1 != 0,
+                items,
+            })
+        }
+        Kind::JoinInfo => {
+            let base = Zxid(r.u64()?);
+            let lids = Lids::new(entries(&mut r, header.count, parse_lid)?);
+            Body::Control(ControlMsg::JoinInfo { base, lids })
+        }
+        k @ (Kind::Heartbeat
+        | Kind::Status
+        | Kind::VoteRequest
+        | Kind::Vote
+        | Kind::NewLeader
+        | Kind::TransferAck
+        | Kind::NewLeaderAck
+        | Kind::StartEpoch
+        | Kind::Join) => {
+            if header.count != 0 {
+                return Err(DecodeError::UnexpectedEntries(header.count));
+            }
+            Body::Control(ControlMsg::Fixed(parse_fixed(k, &mut r)?))
         }
         Kind::Commit => {
             let bytes = entries(&mut r, header.count, parse_range)?;

@@ -2,7 +2,7 @@ use crate::header::HEADER_LEN;
 use crate::message::{
     ACK_BODY_LEN, HELLO_BODY_LEN, PREPARE_BODY_LEN, PREPARE_ENTRY_FIXED, RANGE_LEN, WRITE_ENTRY_FIXED,
 };
-use crate::{AckBody, Header, HelloBody, Kind, Op, PrepareEntry, Range, WriteEntry};
+use crate::{AckBody, ControlBody, Header, HelloBody, Item, Kind, Op, PrepareEntry, Range, WriteEntry, Zxid};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum EncodeError {
@@ -88,6 +88,100 @@ impl<'b> Encoder<'b> {
         e.put_u32(body.ready as u32 | (body.answer as u32) << 1);
         e.put_u32(0);
         Ok(e)
+    }
+
+    /// A control message with a fixed body.
+    pub fn control(buf: &'b mut [u8], header: Header, body: &ControlBody) -> Result<Self, EncodeError> {
+        let (kind, a, b, c, d) = crate::control::fixed_words(body);
+        let mut e = Self::start(buf, header, kind, 16 + if d.is_some() { 8 } else { 0 })?;
+        e.put_u64(a);
+        e.put_u32(b);
+        e.put_u32(c);
+        if let Some(d) = d {
+            e.put_u64(d);
+        }
+        Ok(e)
+    }
+
+    /// Chunk `chunk` of transfer `stream`; push items with [`push_item`].
+    ///
+    /// [`push_item`]: Encoder::push_item
+    pub fn transfer(
+        buf: &'b mut [u8],
+        header: Header,
+        stream: u32,
+        chunk: u32,
+        last: bool,
+    ) -> Result<Self, EncodeError> {
+        let mut e = Self::start(buf, header, Kind::Transfer, 16)?;
+        e.put_u32(stream);
+        e.put_u32(chunk);
+        e.put_u32(last as u32);
+        e.put_u32(0);
+        Ok(e)
+    }
+
+    /// Marks a transfer chunk as the last of its stream (after pushing items).
+    pub fn set_last(&mut self) {
+        debug_assert_eq!(self.kind, Kind::Transfer);
+        let at = crate::header::HEADER_LEN + 8;
+        self.buf[at..at + 4].copy_from_slice(&1u32.to_le_bytes());
+    }
+
+    /// A join answer: the lanes' starting lids.
+    pub fn join_info(
+        buf: &'b mut [u8],
+        header: Header,
+        base: Zxid,
+        lids: &[u64],
+    ) -> Result<Self, EncodeError> {
+        let mut e = Self::start(buf, header, Kind::JoinInfo, 8 + 8 * lids.len())?;
+        e.put_u64(base.0);
+        for &l in lids {
+            e.put_u64(l);
+        }
+        e.count = lids.len().min(u16::MAX as usize) as u16;
+        Ok(e)
+    }
+
+    pub fn push_item(&mut self, item: &Item<'_>) -> bool {
+        debug_assert_eq!(self.kind, Kind::Transfer);
+        let need = item_len(item);
+        if !self.fits(need) {
+            return false;
+        }
+        match *item {
+            Item::History(h) => {
+                let Some(len) = value_len(h.op, h.value) else {
+                    return false;
+                };
+                self.put_bytes(&[crate::control::ITEM_HISTORY]);
+                self.put_u64(h.zxid.0);
+                self.put_bytes(&[h.lane, h.origin, h.op as u8]);
+                self.put_u32(h.session);
+                self.put_u32(h.seq);
+                self.put_u64(h.key);
+                self.put_bytes(&len.to_le_bytes());
+                self.put_bytes(h.value);
+            }
+            Item::Snapshot(s) => {
+                let Ok(len) = u16::try_from(s.value.len()) else {
+                    return false;
+                };
+                self.put_bytes(&[crate::control::ITEM_SNAPSHOT]);
+                self.put_u64(s.key);
+                self.put_u64(s.zxid.0);
+                self.put_bytes(&len.to_le_bytes());
+                self.put_bytes(s.value);
+            }
+            Item::Session(s) => {
+                self.put_bytes(&[crate::control::ITEM_SESSION, s.origin, s.lane]);
+                self.put_u32(s.session);
+                self.put_u32(s.seq);
+            }
+        }
+        self.count += 1;
+        true
     }
 
     pub fn commit(buf: &'b mut [u8], header: Header) -> Result<Self, EncodeError> {
@@ -185,6 +279,15 @@ impl<'b> Encoder<'b> {
 
     fn put_u64(&mut self, v: u64) {
         self.put_bytes(&v.to_le_bytes());
+    }
+}
+
+/// Bytes an item takes.
+pub fn item_len(item: &Item<'_>) -> usize {
+    match item {
+        Item::History(h) => crate::control::HISTORY_ITEM_FIXED + h.value.len(),
+        Item::Snapshot(s) => crate::control::SNAPSHOT_ITEM_FIXED + s.value.len(),
+        Item::Session(_) => crate::control::SESSION_ITEM_LEN,
     }
 }
 

@@ -22,10 +22,44 @@ pub enum Kind {
     Commit = 4,
     /// Any node to any node at start-up: who it has heard, whether it is ready.
     Hello = 5,
+    /// Control plane (lane 255): see [`crate::ControlBody`].
+    Heartbeat = 6,
+    Status = 7,
+    VoteRequest = 8,
+    Vote = 9,
+    NewLeader = 10,
+    Transfer = 11,
+    TransferAck = 12,
+    NewLeaderAck = 13,
+    StartEpoch = 14,
+    Join = 15,
+    JoinInfo = 16,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [Kind::Write, Kind::Prepare, Kind::Ack, Kind::Commit, Kind::Hello];
+    pub const ALL: [Kind; 16] = [
+        Kind::Write,
+        Kind::Prepare,
+        Kind::Ack,
+        Kind::Commit,
+        Kind::Hello,
+        Kind::Heartbeat,
+        Kind::Status,
+        Kind::VoteRequest,
+        Kind::Vote,
+        Kind::NewLeader,
+        Kind::Transfer,
+        Kind::TransferAck,
+        Kind::NewLeaderAck,
+        Kind::StartEpoch,
+        Kind::Join,
+        Kind::JoinInfo,
+    ];
+
+    /// Whether messages of this kind belong to the control plane.
+    pub fn is_control(self) -> bool {
+        self as u8 >= Kind::Heartbeat as u8
+    }
 
     pub fn from_u8(v: u8) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| *k as u8 == v)
@@ -38,6 +72,17 @@ impl Kind {
             Kind::Ack => "ack",
             Kind::Commit => "commit",
             Kind::Hello => "hello",
+            Kind::Heartbeat => "heartbeat",
+            Kind::Status => "status",
+            Kind::VoteRequest => "vote-request",
+            Kind::Vote => "vote",
+            Kind::NewLeader => "new-leader",
+            Kind::Transfer => "transfer",
+            Kind::TransferAck => "transfer-ack",
+            Kind::NewLeaderAck => "new-leader-ack",
+            Kind::StartEpoch => "start-epoch",
+            Kind::Join => "join",
+            Kind::JoinInfo => "join-info",
         }
     }
 }

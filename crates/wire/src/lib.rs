@@ -17,6 +17,7 @@
 //! Encoding goes through [`Encoder`], which fills a caller-owned buffer up to
 //! the transport's MTU and never allocates.
 
+mod control;
 mod decode;
 mod encode;
 mod header;
@@ -24,8 +25,12 @@ mod message;
 mod reader;
 mod zxid;
 
+pub use control::{
+    CONTROL_LANE, ControlBody, ControlMsg, HISTORY_ITEM_FIXED, HistoryItem, Item, Items, Lids,
+    SESSION_ITEM_LEN, SNAPSHOT_ITEM_FIXED, SessionItem, SnapshotItem,
+};
 pub use decode::{DecodeError, decode};
-pub use encode::{EncodeError, Encoder};
+pub use encode::{EncodeError, Encoder, item_len};
 pub use header::{HEADER_LEN, Header, Kind, MAGIC, VERSION};
 pub use message::{
     ACK_BODY_LEN, AckBody, Body, HELLO_BODY_LEN, HelloBody, Message, Op, PREPARE_BODY_LEN,

@@ -137,6 +137,7 @@ pub enum Body<'a> {
     },
     Commit(Ranges<'a>),
     Hello(HelloBody),
+    Control(crate::ControlMsg<'a>),
 }
 
 macro_rules! entry_iter {
