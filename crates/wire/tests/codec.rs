@@ -188,6 +188,7 @@ fn to_owned(m: &Message<'_>) -> Owned {
         },
         Body::Commit(rs) => Owned::Commit(rs.map(|r| (r.first, r.count)).collect()),
         Body::Hello(body) => Owned::Hello(body),
+        Body::Control(_) => panic!("not generated here (see tests/control.rs)"),
     }
 }
 
