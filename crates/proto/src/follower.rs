@@ -41,6 +41,12 @@ pub struct FollowerLane {
 
 impl FollowerLane {
     pub fn new(cfg: LaneConfig) -> Result<FollowerLane, ConfigError> {
+        Self::new_at(cfg, 0)
+    }
+
+    /// A follower lane whose first lid is `start` (a node joining a running
+    /// lane: earlier entries reach it through a snapshot or history).
+    pub fn new_at(cfg: LaneConfig, start: u64) -> Result<FollowerLane, ConfigError> {
         cfg.validate()?;
         if cfg.is_leader() {
             return Err(ConfigError {
@@ -49,16 +55,17 @@ impl FollowerLane {
             });
         }
         Ok(FollowerLane {
-            ring: LogRing::new(cfg.window, cfg.value_max, 0),
-            received_lid: 0,
-            high_lid: 0,
-            commit_lid: 0,
-            apply_lid: 0,
+            ring: LogRing::new(cfg.window, cfg.value_max, start),
+            received_lid: start,
+            high_lid: start,
+            commit_lid: start,
+            apply_lid: start,
             prepare_seq_seen: 0,
             commit_seq_seen: 0,
-            ack_due: false,
-            acked_lid: 0,
-            advertised_window_end: cfg.window as u64,
+            // A joining lane tells the leader where it stands at once.
+            ack_due: start > 0,
+            acked_lid: start,
+            advertised_window_end: start + cfg.window as u64,
             writes: PendingWrites::new(cfg.max_pending_writes, cfg.value_max, cfg.write_credits),
             write_msg_seq: 0,
             rtt: Rtt::new(cfg.min_retransmit_timeout, cfg.retransmit_timeout),
@@ -314,6 +321,25 @@ impl FollowerLane {
         // leader blocked on it does not wait for the next Prepare.
         if self.ring.end() >= self.advertised_window_end + (self.cfg.window as u64 / 4) {
             self.ack_due = true;
+        }
+    }
+
+    /// Entries received and not applied here (what an election must
+    /// consider), in id order.
+    pub fn held(&self) -> Vec<crate::OwnedEntry> {
+        (self.apply_lid..self.high_lid)
+            .filter_map(|lid| self.ring.get(lid))
+            .map(|e| crate::log::owned(e, self.cfg.lane))
+            .collect()
+    }
+
+    /// Skips the next entry without applying it: it is already in the store
+    /// (below the snapshot a joining node installed).
+    pub fn skip_applied(&mut self) {
+        if self.next_apply().is_some() {
+            self.apply_lid += 1;
+            self.ring.release_below(self.apply_lid);
+            self.stats.skipped_applied += 1;
         }
     }
 

@@ -4,12 +4,12 @@
 
 use crate::filter::accept;
 use crate::inflights::Inflights;
-use crate::log::{EntryMeta, EntryRef, LogRing};
-use crate::quorum::{committed_point, majority};
+use crate::log::{EntryMeta, EntryRef, LogRing, owned};
+use crate::quorum::{committed_point_of, majority};
 use crate::sessions::{SeqCheck, SessionTable};
 use crate::{
-    BroadcastMode, ConfigError, Dest, EpochExhausted, LaneConfig, LaneStats, NodeSet, PlantedBug, Rtt,
-    Sequencer, Time, Transmit,
+    BroadcastMode, ConfigError, Dest, EpochExhausted, LaneConfig, LaneStats, NodeSet, OwnedEntry, PlantedBug,
+    Rtt, Sequencer, Time, Transmit,
 };
 use rzab_wire::{AckBody, Body, Encoder, Header, Kind, Message, NodeId, Range, Ranges, WriteEntry, Zxid};
 
@@ -68,6 +68,11 @@ struct Peer {
     resend_at: Option<Time>,
     /// Entries it needs are no longer retained: it waits for state transfer.
     lagging: bool,
+    /// Its acks count towards quorums (false while it catches up after joining).
+    voter: bool,
+    /// The lid it joined at: below it, it holds the entries only through the
+    /// snapshot or history it was sent.
+    joined_at: u64,
 }
 
 impl Peer {
@@ -86,6 +91,8 @@ impl Peer {
             resend: Vec::with_capacity(MAX_RESEND_RANGES),
             resend_at: None,
             lagging: false,
+            voter: true,
+            joined_at: 0,
         }
     }
 
@@ -117,6 +124,8 @@ pub struct LeaderLane {
     /// Rotates which follower catch-up serves first.
     catch_up_turn: usize,
     last_zxid: Zxid,
+    /// Id of the last entry this lane applied (for joins below the log).
+    last_applied_zxid: Zxid,
     /// Round trips to the followers (message sent to ack naming it).
     rtt: Rtt,
     points: Vec<u64>,
@@ -149,6 +158,7 @@ impl LeaderLane {
             commit_msg_seq: 0,
             catch_up_turn: 0,
             last_zxid: Zxid::epoch_base(cfg.epoch),
+            last_applied_zxid: Zxid::epoch_base(cfg.epoch),
             rtt: Rtt::new(cfg.min_retransmit_timeout, cfg.retransmit_timeout),
             stats: LaneStats::default(),
             cfg,
@@ -189,6 +199,84 @@ impl LeaderLane {
     /// The current retransmission timeout.
     pub fn rto(&self) -> crate::Span {
         self.rtt.rto()
+    }
+
+    /// Only these followers' acks count until they are promoted (at an epoch
+    /// start: those that took the new leader's history).
+    pub fn set_voters(&mut self, voters: NodeSet) {
+        for p in &mut self.peers {
+            p.voter = voters.contains(p.node);
+        }
+    }
+
+    /// Seeds the duplicate check with each session's last applied write (a
+    /// new leader must not sequence a write the old one already did).
+    pub fn load_sessions(&mut self, seqs: impl Iterator<Item = (NodeId, u32, u32)>) {
+        for (origin, session, seq) in seqs {
+            self.sessions.set(origin, session, seq);
+        }
+    }
+
+    /// A node joins (or rejoins) the running lane: it is sent everything from
+    /// the broadcast point on, and counts in quorums once promoted. Returns
+    /// that lid and the highest id below it (what its snapshot must cover).
+    pub fn add_learner(&mut self, node: NodeId, now: Time) -> Option<(u64, Zxid)> {
+        let lid = self.bcast_lid;
+        let below = match lid.checked_sub(1) {
+            Some(l) => self
+                .log
+                .get(l)
+                .map(|e| e.meta.zxid)
+                .unwrap_or(self.last_applied_zxid),
+            None => Zxid::epoch_base(self.cfg.epoch),
+        };
+        let window = self.cfg.window as u64;
+        let (credits, commits) = (self.cfg.prepare_credits, self.cfg.commit_credits);
+        let p = self.peers.iter_mut().find(|p| p.node == node)?;
+        *p = Peer {
+            node,
+            next_lid: lid,
+            received_lid: lid,
+            window_end: lid + window,
+            commit_sent: lid.min(self.commit_lid),
+            commit_known: lid.min(self.commit_lid),
+            prepare_credits: Inflights::new(credits),
+            commit_credits: Inflights::new(commits),
+            progress_at: now,
+            commit_sent_at: now,
+            resend: Vec::with_capacity(MAX_RESEND_RANGES),
+            resend_at: None,
+            lagging: false,
+            voter: false,
+            joined_at: lid,
+        };
+        self.stats.learners_added += 1;
+        Some((lid, below))
+    }
+
+    /// A joined node has caught up: its acks count from now on. Refused
+    /// (false) while entries below its join point are uncommitted: it holds
+    /// those only through its snapshot, which covers committed ones.
+    pub fn promote(&mut self, node: NodeId) -> bool {
+        let commit_lid = self.commit_lid;
+        let Some(p) = self.peers.iter_mut().find(|p| p.node == node) else {
+            return false;
+        };
+        if commit_lid < p.joined_at {
+            return false;
+        }
+        p.voter = true;
+        self.update_commit();
+        true
+    }
+
+    /// The entries given an id but not applied here (what an election must
+    /// consider), in id order.
+    pub fn held(&self) -> Vec<OwnedEntry> {
+        (self.apply_lid..self.seq_lid)
+            .filter_map(|lid| self.log.get(lid))
+            .map(|e| owned(e, self.cfg.lane))
+            .collect()
     }
 
     /// One line on where the lane and each follower stand (for diagnostics).
@@ -404,8 +492,10 @@ impl LeaderLane {
 
     fn update_commit(&mut self) {
         self.points.clear();
-        self.points.extend(self.peers.iter().map(|p| p.received_lid));
-        let point = committed_point(self.seq_lid, &self.points, &mut self.scratch);
+        self.points
+            .extend(self.peers.iter().filter(|p| p.voter).map(|p| p.received_lid));
+        let voters = self.peers.len() + 1;
+        let point = committed_point_of(voters, self.seq_lid, &self.points, &mut self.scratch);
         if point > self.commit_lid {
             self.stats.committed += point - self.commit_lid;
             self.commit_lid = point;
@@ -454,7 +544,7 @@ impl LeaderLane {
             if p.can_take(first) {
                 set.insert(p.node);
                 limit = limit.min(p.window_end);
-            } else if now < p.progress_at + rto {
+            } else if p.voter && now < p.progress_at + rto {
                 // Responsive but short of credit: a multicast would overrun it.
                 waiting = true;
             }
@@ -649,6 +739,9 @@ impl LeaderLane {
 
     pub fn advance_apply(&mut self) {
         debug_assert!(self.apply_lid < self.commit_lid);
+        if let Some(e) = self.log.get(self.apply_lid) {
+            self.last_applied_zxid = e.meta.zxid;
+        }
         self.apply_lid += 1;
         self.stats.applied += 1;
     }

@@ -27,9 +27,11 @@
 //! apply. The runtime (`rzab-node`) and the simulator drive them.
 
 mod config;
+pub mod control;
 mod filter;
 mod follower;
 mod gate;
+mod history;
 pub mod inflights;
 mod leader;
 mod log;
@@ -42,6 +44,7 @@ mod sessions;
 mod stats;
 mod sync;
 mod time;
+pub mod transfer;
 mod transmit;
 mod writes;
 
@@ -49,8 +52,10 @@ mod writes;
 mod testutil;
 
 pub use config::{BroadcastMode, ConfigError, LaneConfig, PlantedBug};
+pub use control::{Control, ControlConfig, ControlStats, Host, LaneStart};
 pub use follower::FollowerLane;
 pub use gate::ApplyGate;
+pub use history::{HistoryLog, OwnedEntry, OwnedItem, SessionSeqs, Snapshot};
 pub use leader::{LeaderLane, SubmitError};
 pub use log::{EntryMeta, EntryRef, LogRing};
 pub use nodeset::{MAX_NODES, NodeSet};

@@ -50,6 +50,20 @@ impl<'a> EntryRef<'a> {
     }
 }
 
+/// An entry of lane `lane` as an owned history entry.
+pub fn owned(e: EntryRef<'_>, lane: u8) -> crate::OwnedEntry {
+    crate::OwnedEntry {
+        zxid: e.meta.zxid,
+        lane,
+        origin: e.meta.origin,
+        op: e.meta.op,
+        session: e.meta.session,
+        seq: e.meta.seq,
+        key: e.meta.key,
+        value: e.value.to_vec(),
+    }
+}
+
 /// Entries with lids in `[start, start + capacity)`, each slot present or not.
 ///
 /// Preallocated at start-up (metas plus a flat value arena of

@@ -5,6 +5,26 @@ pub fn majority(n: usize) -> usize {
     n / 2 + 1
 }
 
+/// Like [`committed_point`] for a cluster of `voters` members of which only
+/// the followers in `follower_points` may be counted (the others are still
+/// catching up): below the result, a majority of all voters hold every lid.
+pub fn committed_point_of(
+    voters: usize,
+    leader_point: u64,
+    follower_points: &[u64],
+    scratch: &mut Vec<u64>,
+) -> u64 {
+    let need = majority(voters);
+    scratch.clear();
+    scratch.push(leader_point);
+    scratch.extend_from_slice(follower_points);
+    if scratch.len() < need {
+        return 0;
+    }
+    scratch.sort_unstable_by(|a, b| b.cmp(a));
+    scratch[need - 1]
+}
+
 /// The highest lid point that a quorum has received: every lid below the
 /// returned value is held by at least `majority(voters)` nodes.
 ///
@@ -32,6 +52,15 @@ mod tests {
     #[test]
     fn majorities() {
         assert_eq!([1, 2, 3, 4, 5].map(majority), [1, 2, 2, 3, 3]);
+    }
+
+    #[test]
+    fn followers_still_catching_up_do_not_count() {
+        let mut s = Vec::new();
+        // 5 voters, 2 followers counted: the leader and both are needed.
+        assert_eq!(committed_point_of(5, 10, &[9, 7], &mut s), 7);
+        // 5 voters, 1 counted: no quorum.
+        assert_eq!(committed_point_of(5, 10, &[9], &mut s), 0);
     }
 
     #[test]

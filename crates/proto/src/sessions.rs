@@ -48,6 +48,13 @@ impl SessionTable {
         })
     }
 
+    /// Sets a session's last sequenced write (loading recovered state).
+    pub fn set(&mut self, origin: NodeId, session: u32, seq: u32) {
+        if let Some(i) = self.index(origin, session) {
+            self.last[i] = seq;
+        }
+    }
+
     pub fn record(&mut self, origin: NodeId, session: u32, seq: u32) {
         if let Some(i) = self.index(origin, session) {
             debug_assert_eq!(seq, self.last[i].wrapping_add(1));

@@ -65,6 +65,10 @@ counters! {
         rejected_entries,
         /// Followers marked lagging because the leader could not retain their entries.
         lagging_marked,
+        /// Nodes added to a running lane to catch up.
+        learners_added,
+        /// Entries already applied (below a snapshot) that a catching-up lane skipped.
+        skipped_applied,
     }
 }
 

@@ -238,3 +238,30 @@ fn applying_a_quarter_window_readvertises_it() {
         "{out:?}"
     );
 }
+
+#[test]
+fn a_lane_joined_midstream_starts_at_its_lid_and_says_so() {
+    let mut f = FollowerLane::new_at(cfg(ME, &[0, 1, 2]), 40).unwrap();
+    assert_eq!(
+        drain(&mut f, T0),
+        vec![Sent::Ack {
+            to: Dest::Node(0),
+            body: ack(40, 72, 0, 0, 40),
+            missing: vec![]
+        }]
+    );
+    f.handle(
+        T0,
+        &msg(&prepare_msg(
+            1,
+            40,
+            41,
+            &[prep(7, 0, 0, 1, 1, b"a"), prep(8, 0, 0, 2, 2, b"b")],
+        )),
+    );
+    let held: Vec<_> = f.held().iter().map(|e| e.zxid.counter()).collect();
+    assert_eq!(held, vec![7, 8]);
+    // Entry 40 is below the installed snapshot: skipped, not applied.
+    f.skip_applied();
+    assert_eq!((f.apply_lid(), f.stats().skipped_applied), (41, 1));
+}

@@ -427,3 +427,51 @@ fn a_multicast_reaches_followers_short_of_credit_without_a_second_unicast() {
     assert!(drain(&mut l, later).is_empty());
     assert_eq!(l.stats().catch_up_sent, 0);
 }
+
+#[test]
+fn a_learner_is_sent_from_the_broadcast_point_and_counts_only_once_promoted() {
+    let mut l = leader(&[0, 1, 2]);
+    let s = seq1();
+    l.set_voters(NodeSet::from_ids([1]));
+    for i in 1..=2 {
+        l.submit(&write(0, i, 1, b"v")).unwrap();
+    }
+    l.sequence(&s).unwrap();
+    drain(&mut l, T0);
+    // Node 2 (re)joins: everything from lid 2 on; the entry below has id 1:2.
+    assert_eq!(l.add_learner(2, T0), Some((2, Zxid::new(1, 2))));
+    l.submit(&write(0, 3, 1, b"v")).unwrap();
+    l.sequence(&s).unwrap();
+    let out = drain(&mut l, T0);
+    assert!(
+        out.iter()
+            .any(|m| matches!(m, Sent::Prepare { first_lid: 2, .. })),
+        "the learner gets lid 2 on: {out:?}"
+    );
+    // Its ack alone does not commit (node 1 has acked nothing yet)...
+    l.handle(T0, &msg(&ack_msg(2, ack(3, 1, 0, 0), &[])));
+    assert_eq!(l.commit_lid(), 0);
+    // ...and it cannot be promoted while lids below its join point are
+    // uncommitted (it holds those only through its snapshot).
+    assert!(!l.promote(2));
+    l.handle(T0, &msg(&ack_msg(1, ack(2, 1, 0, 0), &[])));
+    assert_eq!(l.commit_lid(), 2);
+    assert!(l.promote(2));
+    assert_eq!(l.commit_lid(), 3, "now its ack of lid 2 counts");
+}
+
+#[test]
+fn held_entries_are_the_sequenced_and_unapplied_ones() {
+    let mut l = leader(&[0, 1, 2]);
+    for i in 1..=3 {
+        l.submit(&write(0, i, i as u64, b"v")).unwrap();
+    }
+    l.sequence(&seq1()).unwrap();
+    l.submit(&write(1, 1, 9, b"v")).unwrap(); // appended, no id yet
+    let held: Vec<_> = l
+        .held()
+        .iter()
+        .map(|e| (e.zxid.counter(), e.key, e.lane))
+        .collect();
+    assert_eq!(held, vec![(1, 1, 0), (2, 2, 0), (3, 3, 0)]);
+}

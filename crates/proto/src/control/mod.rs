@@ -1,0 +1,563 @@
+//! The node-level control plane: failure detection, leader election,
+//! recovery of the committed history, and (re)joining nodes. It decides;
+//! the node acts through [`Host`] (pause and start lanes, apply, install a
+//! snapshot). Like the lanes it is sans-IO: messages and time in, messages
+//! and host calls out, randomness from an injected seed.
+//!
+//! - **Heartbeats**: the leader sends one every `heartbeat`; a follower that
+//!   hears none for a randomized election timeout starts an election.
+//! - **Election** (Raft-style votes for a new, higher epoch): a voter
+//!   promises the epoch and grants only a candidate whose (current epoch,
+//!   applied id) is at least its own; granting pauses its lanes and sends the
+//!   candidate the entries it holds beyond the candidate's applied point.
+//! - **Recovery**: the winner's history is its applied state plus the union
+//!   of the held entries of its epoch's voters (anything committed is held by
+//!   a quorum, so by one of them; an id nobody holds cannot have committed
+//!   and is skipped by everyone alike). It sends each voter what it lacks
+//!   (history entries, or a snapshot) and that tail; once a quorum has
+//!   installed it, the history is committed: everyone applies it, and the
+//!   lanes start the new epoch.
+//! - **Joining**: a node that restarted without state, or missed an
+//!   election, joins the running epoch as a non-voting learner: the leader
+//!   adds it to its lanes from their current lids, sends it a snapshot (or
+//!   the history it missed) up to a point that covers everything below those
+//!   lids, and promotes it to a voter once it has caught up.
+
+mod election;
+mod join;
+mod sync;
+
+use crate::transfer::{Incoming, Outgoing, chunk_header};
+use crate::{Dest, NodeSet, OwnedEntry, Snapshot, Span, Time, Transmit};
+use rzab_wire::{Body, ControlBody, ControlMsg, Encoder, Header, Kind, Message, NodeId, Zxid};
+use std::collections::{BTreeMap, VecDeque};
+
+/// What the control plane needs from the node it runs on.
+pub trait Host {
+    /// The last id applied on this node.
+    fn applied(&self) -> Zxid;
+    /// Stops the lanes (their epoch is over) and returns the entries they
+    /// hold but have not applied, in id order. Nothing if they are stopped.
+    fn pause_lanes(&mut self) -> Vec<OwnedEntry>;
+    /// The entries applied after `after`, if all are still retained.
+    fn history_after(&self, after: Zxid) -> Option<Vec<OwnedEntry>>;
+    /// The store and session table now (fuzzy while lanes apply).
+    fn snapshot(&mut self) -> Snapshot;
+    /// Applies committed entries in id order (ids already applied are skipped).
+    fn apply(&mut self, entries: &[OwnedEntry]);
+    /// Moves the applied point up to `to` (a join's base: it may be an
+    /// epoch's base, past the last entry applied).
+    fn advance_to(&mut self, to: Zxid);
+    /// Replaces the store and session table with a snapshot.
+    fn install(&mut self, snapshot: Snapshot);
+    /// Starts the lanes.
+    fn start_lanes(&mut self, start: &LaneStart);
+    /// (Leader) adds `node` to the running lanes as a learner; returns each
+    /// lane's starting lid and the highest id below them.
+    fn add_learner(&mut self, node: NodeId) -> Option<(Vec<u64>, Zxid)>;
+    /// (Leader) lets a caught-up learner count in quorums; false if a lane
+    /// refused (entries below its join point are not committed yet).
+    fn promote(&mut self, node: NodeId) -> bool;
+    /// (Learner, promoted) the node's sessions may issue from now on.
+    fn serve(&mut self);
+}
+
+/// How the lanes start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LaneStart {
+    pub epoch: u32,
+    pub leader: NodeId,
+    /// Each lane's first lid (a joining node); `None`: all from 0.
+    pub lids: Option<Vec<u64>>,
+    /// (Leader) the followers whose acks count from the start.
+    pub voters: NodeSet,
+    /// Whether this node's sessions may issue (false for a learner).
+    pub serving: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControlConfig {
+    pub cluster_id: u32,
+    pub node: NodeId,
+    pub members: NodeSet,
+    pub mtu: usize,
+    /// Leader heartbeat period.
+    pub heartbeat: Span,
+    /// Silence from the leader after which an election starts, randomized
+    /// in `[t, 2t)` so that candidates rarely collide.
+    pub election_timeout: Span,
+    /// Retransmission timeout of state transfers.
+    pub transfer_timeout: Span,
+    /// Transfer chunks in flight.
+    pub transfer_window: u32,
+    pub seed: u64,
+}
+
+impl ControlConfig {
+    pub fn new(cluster_id: u32, node: NodeId, members: NodeSet) -> ControlConfig {
+        ControlConfig {
+            cluster_id,
+            node,
+            members,
+            mtu: 4096,
+            heartbeat: Span::from_millis(5),
+            election_timeout: Span::from_millis(30),
+            transfer_timeout: Span::from_millis(10),
+            transfer_window: 64,
+            seed: node as u64,
+        }
+    }
+
+    fn quorum(&self) -> usize {
+        crate::quorum::majority(self.members.len())
+    }
+
+    fn others(&self) -> NodeSet {
+        self.members.without(self.node)
+    }
+}
+
+/// What the control plane did (for stats and the simulator's checkers).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ControlStats {
+    pub heartbeats_sent: u64,
+    pub heartbeats_recv: u64,
+    pub elections_started: u64,
+    pub elections_won: u64,
+    pub votes_granted: u64,
+    pub votes_denied: u64,
+    pub epochs_started: u64,
+    pub step_downs: u64,
+    pub joins_requested: u64,
+    pub joins_served: u64,
+    pub promotions: u64,
+    pub snapshots_sent: u64,
+    pub diffs_sent: u64,
+    pub transfer_chunks_sent: u64,
+    pub rejected: u64,
+}
+
+/// Transfer purposes (the high bits of a stream id).
+const HELD: u32 = 1;
+const SYNC: u32 = 2;
+const JOIN_DIFF: u32 = 3;
+const JOIN_SNAPSHOT: u32 = 4;
+
+fn stream(purpose: u32, epoch: u32) -> u32 {
+    (purpose << 28) | (epoch & 0x0FFF_FFFF)
+}
+
+fn purpose(stream: u32) -> u32 {
+    stream >> 28
+}
+
+/// Where this node stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum State {
+    /// Lanes run in `current_epoch`; the leader is heard from.
+    Following { leader: NodeId, deadline: Time },
+    Leading(Leading),
+    /// No leader known; lanes stopped. An election starts at the deadline.
+    Waiting { deadline: Time },
+    Candidate(Candidate),
+    /// Voted for `candidate` in `accepted_epoch`; lanes stopped.
+    Voted { candidate: NodeId, deadline: Time },
+    /// Taking a new leader's history (`leader_applied`: its applied id).
+    Syncing { leader: NodeId, leader_applied: Zxid, snapshot: bool, acked: bool, deadline: Time },
+    /// Won; waiting for a quorum to install the history.
+    LeaderSync { acked: NodeSet, granted: NodeSet, deadline: Time },
+    /// Catching up with a running epoch; does not vote until promoted.
+    Learner { leader: Option<NodeId>, asked_at: Option<Time>, base: Option<Zxid>, epoch: u32 },
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Leading {
+    next_heartbeat: Time,
+    /// When each follower was last heard from.
+    heard: BTreeMap<NodeId, Time>,
+    /// Followers that installed this epoch's history (they need StartEpoch).
+    synced: NodeSet,
+    /// Nodes joining: what they must catch up to before promotion.
+    joins: BTreeMap<NodeId, Join>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Join {
+    lids: Vec<u64>,
+    /// Their snapshot must cover this id.
+    below: Zxid,
+    applied: Zxid,
+    amnesiac: bool,
+    /// Set once the transfer is sent: promote when it has applied this far.
+    target: Option<Zxid>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Candidate {
+    granted: NodeSet,
+    denied: NodeSet,
+    /// Voters whose held entries are still arriving.
+    expecting: NodeSet,
+    /// Each granting voter's applied id.
+    applied: BTreeMap<NodeId, Zxid>,
+    /// The union of held entries beyond this node's applied id.
+    held: BTreeMap<Zxid, OwnedEntry>,
+    deadline: Time,
+}
+
+/// A fixed message waiting to be sent.
+struct Pending {
+    to: NodeSet,
+    epoch: u32,
+    msg: PendingMsg,
+}
+
+enum PendingMsg {
+    Fixed(ControlBody),
+    JoinInfo { base: Zxid, lids: Vec<u64> },
+}
+
+pub struct Control {
+    cfg: ControlConfig,
+    rng: u64,
+    /// The highest epoch this node promised (it votes and follows no lower).
+    accepted_epoch: u32,
+    /// The epoch whose history this node took (0: none, it lost its state).
+    current_epoch: u32,
+    voted_for: Option<NodeId>,
+    /// May vote: false for a node that restarted without state, until promoted.
+    voter: bool,
+    /// Lanes run (and the node serves) in `current_epoch`.
+    running: bool,
+    state: State,
+    /// A new leader's uncommitted history tail this node took (or, at the
+    /// leader, is proposing); applied at StartEpoch.
+    tail: Vec<OwnedEntry>,
+    last_leader_contact: Time,
+    outbox: VecDeque<Pending>,
+    sending: Vec<Outgoing>,
+    receiving: BTreeMap<(NodeId, u32), Incoming>,
+    turn: usize,
+    /// (epoch, leader) each time this node became leader, for checkers.
+    pub leaderships: Vec<(u32, NodeId)>,
+    stats: ControlStats,
+}
+
+impl Control {
+    /// A node of a cluster starting fresh together (epoch 1, `leader` leads).
+    pub fn new(cfg: ControlConfig, leader: NodeId, now: Time) -> Control {
+        let mut c = Control::blank(cfg);
+        c.accepted_epoch = 1;
+        c.current_epoch = 1;
+        c.voter = true;
+        c.running = true;
+        c.last_leader_contact = now;
+        c.state = if leader == c.cfg.node {
+            c.leaderships.push((1, leader));
+            // At a cluster's start every other member follows epoch 1.
+            State::Leading(c.new_leading(now, c.cfg.others()))
+        } else {
+            let deadline = c.election_deadline(now);
+            State::Following { leader, deadline }
+        };
+        c
+    }
+
+    /// A node that restarted without its state into a running cluster: it
+    /// joins as a learner and votes only once promoted.
+    pub fn new_learner(cfg: ControlConfig) -> Control {
+        let mut c = Control::blank(cfg);
+        c.state = State::Learner { leader: None, asked_at: None, base: None, epoch: 0 };
+        c
+    }
+
+    fn blank(cfg: ControlConfig) -> Control {
+        let rng = cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        Control {
+            cfg,
+            rng,
+            accepted_epoch: 0,
+            current_epoch: 0,
+            voted_for: None,
+            voter: false,
+            running: false,
+            state: State::Waiting { deadline: Time::NEVER },
+            tail: Vec::new(),
+            last_leader_contact: Time::ZERO,
+            outbox: VecDeque::new(),
+            sending: Vec::new(),
+            receiving: BTreeMap::new(),
+            turn: 0,
+            leaderships: Vec::new(),
+            stats: ControlStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &ControlStats {
+        &self.stats
+    }
+
+    pub fn epoch(&self) -> u32 {
+        self.current_epoch
+    }
+
+    pub fn is_leader(&self) -> bool {
+        matches!(self.state, State::Leading(_))
+    }
+
+    /// The leader this node follows (itself when leading), if any.
+    pub fn leader(&self) -> Option<NodeId> {
+        match &self.state {
+            State::Following { leader, .. } => Some(*leader),
+            State::Leading(_) => Some(self.cfg.node),
+            _ => None,
+        }
+    }
+
+    /// Whether the lanes run and the node serves its sessions.
+    pub fn serving(&self) -> bool {
+        self.running && matches!(self.state, State::Following { .. } | State::Leading(_))
+    }
+
+    /// A short name of the state (diagnostics).
+    pub fn state_name(&self) -> &'static str {
+        match self.state {
+            State::Following { .. } => "following",
+            State::Leading(_) => "leading",
+            State::Waiting { .. } => "waiting",
+            State::Candidate(_) => "candidate",
+            State::Voted { .. } => "voted",
+            State::Syncing { .. } => "syncing",
+            State::LeaderSync { .. } => "leader-sync",
+            State::Learner { .. } => "learner",
+        }
+    }
+
+    fn random(&mut self) -> u64 {
+        // xorshift64*: deterministic from the seed.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn election_deadline(&mut self, now: Time) -> Time {
+        let t = self.cfg.election_timeout.0.max(1);
+        now + Span(t + self.random() % t)
+    }
+
+    fn send(&mut self, to: NodeSet, epoch: u32, body: ControlBody) {
+        self.outbox.push_back(Pending { to, epoch, msg: PendingMsg::Fixed(body) });
+    }
+
+    fn send_to(&mut self, to: NodeId, epoch: u32, body: ControlBody) {
+        self.send(NodeSet::from_ids([to]), epoch, body);
+    }
+
+    /// Starts sending `items` to `to` as transfer `stream`.
+    fn transfer<'a>(&mut self, to: NodeId, stream: u32, epoch: u32, items: impl Iterator<Item = rzab_wire::Item<'a>>) {
+        let header = chunk_header(self.cfg.cluster_id, epoch, self.cfg.node);
+        self.sending.retain(|o| !(o.to == to && o.stream == stream));
+        let out = Outgoing::new(header, to, stream, items, self.cfg.mtu);
+        self.sending.push(out);
+    }
+
+    /// Stops the lanes if they run; returns what they held.
+    fn stop_lanes(&mut self, host: &mut impl Host) -> Vec<OwnedEntry> {
+        let held = if self.running { host.pause_lanes() } else { Vec::new() };
+        self.running = false;
+        held
+    }
+
+    /// Handles one decoded control datagram.
+    pub fn handle(&mut self, now: Time, host: &mut impl Host, msg: &Message<'_>) {
+        let h = msg.header;
+        let from = h.sender;
+        if h.cluster_id != self.cfg.cluster_id || from == self.cfg.node || !self.cfg.members.contains(from) {
+            self.stats.rejected += 1;
+            return;
+        }
+        match msg.body {
+            Body::Control(ControlMsg::Fixed(b)) => self.on_fixed(now, host, from, h.epoch, b),
+            Body::Control(ControlMsg::Transfer { stream, chunk, last, items }) => {
+                self.on_chunk(now, host, from, h.epoch, stream, chunk, last, items)
+            }
+            Body::Control(ControlMsg::JoinInfo { base, lids }) => {
+                self.on_join_info(now, host, from, h.epoch, base, lids.collect())
+            }
+            _ => self.stats.rejected += 1,
+        }
+    }
+
+    fn on_fixed(&mut self, now: Time, host: &mut impl Host, from: NodeId, epoch: u32, b: ControlBody) {
+        match b {
+            ControlBody::Heartbeat { .. } => self.on_heartbeat(now, host, from, epoch),
+            ControlBody::Status { applied, accepted_epoch, voter } => {
+                self.on_status(now, host, from, epoch, applied, accepted_epoch, voter)
+            }
+            ControlBody::VoteRequest { current_epoch, applied } => {
+                self.on_vote_request(now, host, from, epoch, current_epoch, applied)
+            }
+            ControlBody::Vote { granted, current_epoch, applied, held } => {
+                self.on_vote(now, host, from, epoch, granted, current_epoch, applied, held)
+            }
+            ControlBody::NewLeader { applied, snapshot } => self.on_new_leader(now, host, from, epoch, applied, snapshot),
+            ControlBody::TransferAck { stream, chunks } => {
+                if let Some(o) = self.sending.iter_mut().find(|o| o.to == from && o.stream == stream) {
+                    o.on_ack(chunks, now);
+                }
+            }
+            ControlBody::NewLeaderAck { .. } => self.on_new_leader_ack(now, host, from, epoch),
+            ControlBody::StartEpoch { .. } => self.on_start_epoch(now, host, from, epoch),
+            ControlBody::Join { applied, amnesiac } => self.on_join(now, host, from, epoch, applied, amnesiac),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_chunk(
+        &mut self,
+        now: Time,
+        host: &mut impl Host,
+        from: NodeId,
+        epoch: u32,
+        stream: u32,
+        chunk: u32,
+        last: bool,
+        items: rzab_wire::Items<'_>,
+    ) {
+        if !self.expects(from, stream) {
+            self.stats.rejected += 1;
+            return;
+        }
+        let inc = self.receiving.entry((from, stream)).or_default();
+        inc.on_chunk(chunk, last, items);
+        let (received, done) = (inc.received(), inc.done());
+        self.send_to(from, epoch, ControlBody::TransferAck { stream, chunks: received });
+        if done {
+            self.on_transfer_done(now, host, from, stream);
+        }
+    }
+
+    /// Whether a transfer from `from` fits this node's state (others are
+    /// refused: a member cannot make this node buffer what it never asked for).
+    fn expects(&self, from: NodeId, stream: u32) -> bool {
+        let epoch = stream & 0x0FFF_FFFF;
+        match (&self.state, purpose(stream)) {
+            (State::Candidate(c), HELD) => c.granted.contains(from) && epoch == self.accepted_epoch & 0x0FFF_FFFF,
+            (State::Voted { candidate, .. } | State::Syncing { leader: candidate, .. }, SYNC) => *candidate == from,
+            (State::Learner { leader: Some(l), base: Some(_), .. }, JOIN_DIFF | JOIN_SNAPSHOT) => *l == from,
+            _ => false,
+        }
+    }
+
+    fn on_transfer_done(&mut self, now: Time, host: &mut impl Host, from: NodeId, stream: u32) {
+        match purpose(stream) {
+            HELD => self.held_arrived(now, host, from, stream),
+            SYNC => self.try_install_sync(now, host),
+            JOIN_DIFF | JOIN_SNAPSHOT => self.join_arrived(now, host, from, stream),
+            _ => {}
+        }
+    }
+
+    /// Timers: heartbeats, election and phase deadlines, joins waiting on
+    /// the applied point, transfer retransmissions (via `poll_transmit`).
+    pub fn handle_timeout(&mut self, now: Time, host: &mut impl Host) {
+        match &mut self.state {
+            State::Leading(l) => {
+                if now >= l.next_heartbeat {
+                    l.next_heartbeat = now + self.cfg.heartbeat;
+                    let applied = host.applied();
+                    let others = self.cfg.others();
+                    self.stats.heartbeats_sent += 1;
+                    self.send(others, self.current_epoch, ControlBody::Heartbeat { applied });
+                }
+                self.leader_checks(now, host);
+            }
+            State::Following { deadline, .. } | State::Waiting { deadline } | State::Voted { deadline, .. } => {
+                if now >= *deadline {
+                    self.start_election(now, host);
+                }
+            }
+            State::Syncing { deadline, .. } | State::LeaderSync { deadline, .. } => {
+                if now >= *deadline {
+                    self.give_up(now, host);
+                }
+            }
+            State::Candidate(c) => {
+                if now >= c.deadline {
+                    self.give_up(now, host);
+                }
+            }
+            State::Learner { .. } => self.learner_tick(now, host),
+        }
+    }
+
+    /// A phase that waited too long: back to waiting (an election follows).
+    fn give_up(&mut self, now: Time, host: &mut impl Host) {
+        self.stop_lanes(host);
+        let deadline = self.election_deadline(now);
+        self.state = State::Waiting { deadline };
+    }
+
+    /// When `handle_timeout` next has something to do.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let state = match &self.state {
+            State::Leading(l) => {
+                let joins_waiting = l.joins.values().any(|j| j.target.is_none());
+                let soon = if joins_waiting { Some(Time(0)) } else { None };
+                Some(l.next_heartbeat).min(soon.or(Some(l.next_heartbeat)))
+            }
+            State::Following { deadline, .. }
+            | State::Waiting { deadline }
+            | State::Voted { deadline, .. }
+            | State::Syncing { deadline, .. }
+            | State::LeaderSync { deadline, .. } => Some(*deadline),
+            State::Candidate(c) => Some(c.deadline),
+            State::Learner { asked_at, .. } => asked_at.map(|t| t + self.cfg.election_timeout),
+        };
+        let transfers = self.sending.iter().filter_map(|o| o.deadline(self.cfg.transfer_timeout)).min();
+        [state, transfers].into_iter().flatten().min()
+    }
+
+    /// Writes the next control datagram into `buf` (sized to the MTU).
+    pub fn poll_transmit(&mut self, now: Time, buf: &mut [u8]) -> Option<Transmit> {
+        if let Some(p) = self.outbox.pop_front() {
+            let header = Header {
+                kind: Kind::Heartbeat,
+                cluster_id: self.cfg.cluster_id,
+                epoch: p.epoch,
+                sender: self.cfg.node,
+                lane: rzab_wire::CONTROL_LANE,
+                count: 0,
+                seq: 0,
+            };
+            let len = match &p.msg {
+                PendingMsg::Fixed(b) => Encoder::control(buf, header, b).ok()?.finish(),
+                PendingMsg::JoinInfo { base, lids } => Encoder::join_info(buf, header, *base, lids).ok()?.finish(),
+            };
+            let dest = match p.to.len() {
+                1 => Dest::Node(p.to.iter().next()?),
+                _ => Dest::Set(p.to),
+            };
+            return Some(Transmit { dest, len });
+        }
+        let n = self.sending.len();
+        for i in 0..n {
+            let idx = (self.turn + i) % n;
+            let o = &mut self.sending[idx];
+            if let Some(chunk) = o.poll(now, self.cfg.transfer_timeout, self.cfg.transfer_window) {
+                let len = chunk.len().min(buf.len());
+                buf[..len].copy_from_slice(&chunk[..len]);
+                let to = o.to;
+                self.turn = idx + 1;
+                self.stats.transfer_chunks_sent += 1;
+                return Some(Transmit { dest: Dest::Node(to), len });
+            }
+        }
+        self.sending.retain(|o| !o.done());
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests;
