@@ -73,6 +73,9 @@ struct Peer {
     /// The lid it joined at: below it, it holds the entries only through the
     /// snapshot or history it was sent.
     joined_at: u64,
+    /// Its writes are refused until promotion: it restarted without state,
+    /// and what its dead incarnation sent must not mix with the new one's.
+    fenced: bool,
 }
 
 impl Peer {
@@ -93,6 +96,7 @@ impl Peer {
             lagging: false,
             voter: true,
             joined_at: 0,
+            fenced: false,
         }
     }
 
@@ -220,7 +224,7 @@ impl LeaderLane {
     /// A node joins (or rejoins) the running lane: it is sent everything from
     /// the broadcast point on, and counts in quorums once promoted. Returns
     /// that lid and the highest id below it (what its snapshot must cover).
-    pub fn add_learner(&mut self, node: NodeId, now: Time) -> Option<(u64, Zxid)> {
+    pub fn add_learner(&mut self, node: NodeId, now: Time, fence: bool) -> Option<(u64, Zxid)> {
         let lid = self.bcast_lid;
         let below = match lid.checked_sub(1) {
             Some(l) => self
@@ -249,6 +253,7 @@ impl LeaderLane {
             lagging: false,
             voter: false,
             joined_at: lid,
+            fenced: fence,
         };
         self.stats.learners_added += 1;
         Some((lid, below))
@@ -266,6 +271,7 @@ impl LeaderLane {
             return false;
         }
         p.voter = true;
+        p.fenced = false;
         self.update_commit();
         true
     }
@@ -321,6 +327,9 @@ impl LeaderLane {
         }
         let from = msg.header.sender;
         match msg.body {
+            Body::Write(_) if self.peers.iter().any(|p| p.node == from && p.fenced) => {
+                self.stats.rejected_sender += 1;
+            }
             Body::Write(entries) => {
                 self.stats.write_msgs_recv += 1;
                 for e in entries {

@@ -52,9 +52,9 @@ impl Control {
             }
             return;
         }
-        let Some((lids, below)) = host.add_learner(from) else { return };
+        let Some((lids, below, sequenced)) = host.add_learner(from, amnesiac) else { return };
         l.synced.remove(from);
-        l.joins.insert(from, Join { lids, below, applied, amnesiac, target: None });
+        l.joins.insert(from, Join { lids, below, sequenced, applied, amnesiac, target: None });
         self.stats.joins_served += 1;
         self.serve_joins(host);
     }
@@ -69,7 +69,7 @@ impl Control {
         for node in ready {
             let State::Leading(l) = &mut self.state else { return };
             let Some(j) = l.joins.get_mut(&node) else { continue };
-            j.target = Some(applied);
+            j.target = Some(applied.max(j.sequenced));
             let (lids, their_applied, amnesiac) = (j.lids.clone(), j.applied, j.amnesiac);
             let diff = if amnesiac { None } else { host.history_after(their_applied) };
             match diff {

@@ -53,8 +53,10 @@ pub trait Host {
     /// Starts the lanes.
     fn start_lanes(&mut self, start: &LaneStart);
     /// (Leader) adds `node` to the running lanes as a learner; returns each
-    /// lane's starting lid and the highest id below them.
-    fn add_learner(&mut self, node: NodeId) -> Option<(Vec<u64>, Zxid)>;
+    /// lane's starting lid, the highest id below them (its snapshot must
+    /// cover it) and the highest id given so far. With `fence`, the lanes
+    /// refuse its writes until it is promoted.
+    fn add_learner(&mut self, node: NodeId, fence: bool) -> Option<(Vec<u64>, Zxid, Zxid)>;
     /// (Leader) lets a caught-up learner count in quorums; false if a lane
     /// refused (entries below its join point are not committed yet).
     fn promote(&mut self, node: NodeId) -> bool;
@@ -186,6 +188,9 @@ struct Join {
     lids: Vec<u64>,
     /// Their snapshot must cover this id.
     below: Zxid,
+    /// Promotion waits until they applied this far: every write of theirs
+    /// sequenced before the fence (an amnesiac's old incarnation) is in.
+    sequenced: Zxid,
     applied: Zxid,
     amnesiac: bool,
     /// Set once the transfer is sent: promote when it has applied this far.

@@ -61,9 +61,9 @@ impl Host for FakeHost {
             self.applied = Zxid::epoch_base(start.epoch);
         }
     }
-    fn add_learner(&mut self, node: NodeId) -> Option<(Vec<u64>, Zxid)> {
+    fn add_learner(&mut self, node: NodeId, _fence: bool) -> Option<(Vec<u64>, Zxid, Zxid)> {
         self.learners.push(node);
-        Some((vec![0], self.applied))
+        Some((vec![0], self.applied, self.applied))
     }
     fn promote(&mut self, node: NodeId) -> bool {
         self.promoted.push(node);

@@ -439,7 +439,7 @@ fn a_learner_is_sent_from_the_broadcast_point_and_counts_only_once_promoted() {
     l.sequence(&s).unwrap();
     drain(&mut l, T0);
     // Node 2 (re)joins: everything from lid 2 on; the entry below has id 1:2.
-    assert_eq!(l.add_learner(2, T0), Some((2, Zxid::new(1, 2))));
+    assert_eq!(l.add_learner(2, T0, false), Some((2, Zxid::new(1, 2))));
     l.submit(&write(0, 3, 1, b"v")).unwrap();
     l.sequence(&s).unwrap();
     let out = drain(&mut l, T0);
