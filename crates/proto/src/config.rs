@@ -30,14 +30,23 @@ pub enum PlantedBug {
     /// (Runtime) a session's write completes when committed, before it is
     /// applied at the session's node.
     CompleteBeforeApply,
+    /// (Control) a new leader ignores the entries its voters hold.
+    IgnoreHeldEntries,
+    /// (Control) a node restarted without its state votes at once.
+    AmnesiacVotes,
+    /// (Control) a voter grants every candidate of an epoch.
+    VoteTwice,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 4] = [
+    pub const ALL: [PlantedBug; 7] = [
         PlantedBug::SequenceDuplicates,
         PlantedBug::NoRetransmitTimeout,
         PlantedBug::ApplyOutOfOrder,
         PlantedBug::CompleteBeforeApply,
+        PlantedBug::IgnoreHeldEntries,
+        PlantedBug::AmnesiacVotes,
+        PlantedBug::VoteTwice,
     ];
 
     pub fn name(self) -> &'static str {
@@ -47,6 +56,9 @@ impl PlantedBug {
             PlantedBug::NoRetransmitTimeout => "no-retransmit-timeout",
             PlantedBug::ApplyOutOfOrder => "apply-out-of-order",
             PlantedBug::CompleteBeforeApply => "complete-before-apply",
+            PlantedBug::IgnoreHeldEntries => "ignore-held-entries",
+            PlantedBug::AmnesiacVotes => "amnesiac-votes",
+            PlantedBug::VoteTwice => "vote-twice",
         }
     }
 }

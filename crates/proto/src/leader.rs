@@ -225,15 +225,12 @@ impl LeaderLane {
     /// the broadcast point on, and counts in quorums once promoted. Returns
     /// that lid and the highest id below it (what its snapshot must cover).
     pub fn add_learner(&mut self, node: NodeId, now: Time, fence: bool) -> Option<(u64, Zxid)> {
-        let lid = self.bcast_lid;
-        let below = match lid.checked_sub(1) {
-            Some(l) => self
-                .log
-                .get(l)
-                .map(|e| e.meta.zxid)
-                .unwrap_or(self.last_applied_zxid),
-            None => Zxid::epoch_base(self.cfg.epoch),
-        };
+        // From the apply point: what is below it is in the store (so in the
+        // snapshot or history the node gets), what is above is retained.
+        // Not the broadcast point: entries below it may be uncommitted, and
+        // waiting for them to apply could wait for this very node's vote.
+        let lid = self.apply_lid;
+        let below = self.last_applied_zxid;
         let window = self.cfg.window as u64;
         let (credits, commits) = (self.cfg.prepare_credits, self.cfg.commit_credits);
         let p = self.peers.iter_mut().find(|p| p.node == node)?;

@@ -36,6 +36,11 @@ pub struct EntryRef<'a> {
 }
 
 impl<'a> EntryRef<'a> {
+    /// The entry, owned (for recovery and the history log).
+    pub fn to_owned_entry(&self, lane: u8) -> crate::OwnedEntry {
+        owned(*self, lane)
+    }
+
     /// The entry as a Prepare entry for encoding.
     pub fn as_prepare(&self) -> PrepareEntry<'a> {
         PrepareEntry {

@@ -47,6 +47,22 @@ impl Role {
         }
     }
 
+    /// Skips the next entry: the store already has it (a joining node's
+    /// snapshot covered it). Leaders never hold such entries.
+    pub fn skip_applied(&mut self) {
+        if let Role::Follower(f) = self {
+            f.skip_applied();
+        }
+    }
+
+    /// Entries held but not applied, in id order.
+    pub fn held(&self) -> Vec<crate::OwnedEntry> {
+        match self {
+            Role::Leader(l) => l.held(),
+            Role::Follower(f) => f.held(),
+        }
+    }
+
     pub fn handle_timeout(&mut self, now: Time) {
         match self {
             Role::Leader(l) => l.handle_timeout(now),

@@ -88,7 +88,8 @@ impl SimArgs {
 fn describe(o: &Outcome) -> String {
     format!(
         "seed {}: {}\n  {} events, {:.1} ms virtual, {} writes ({} completed), {} reads; network: {} sent, {} dropped, \
-         {} cut, {} duplicated, {} reordered, {} partitions; lagging {}; digest {:016x}",
+         {} cut, {} duplicated, {} reordered, {} partitions; {} crashes, {} leader changes; lagging {}; \
+         digest {:016x}",
         o.seed,
         o.shape,
         o.events,
@@ -102,6 +103,8 @@ fn describe(o: &Outcome) -> String {
         o.net.duplicated,
         o.net.reordered,
         o.net.partitions,
+        o.crashes,
+        o.failovers,
         o.lagging,
         o.digest
     )
@@ -141,7 +144,7 @@ pub fn run(args: SimArgs) -> ExitCode {
     let r = sweep(&cfg, seeds, jobs, &on_fail);
     println!(
         "{} seeds in {:.1} s ({:.1} seeds/s), {} events, {} writes, {} reads; injected {} losses, {} duplicates, \
-         {} reorders, {} partitions",
+         {} reorders, {} partitions, {} crashes; {} leader changes",
         r.seeds,
         r.elapsed.as_secs_f64(),
         r.seeds_per_s(),
@@ -151,7 +154,9 @@ pub fn run(args: SimArgs) -> ExitCode {
         r.dropped,
         r.duplicated,
         r.reordered,
-        r.partitions
+        r.partitions,
+        r.crashes,
+        r.failovers
     );
     let failed: Vec<String> = r.failed.iter().map(|o| o.seed.to_string()).collect();
     if failed.is_empty() {

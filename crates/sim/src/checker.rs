@@ -1,8 +1,9 @@
 //! The checkers run after every simulation: agreement, validity, completion,
-//! session guarantees of reads, and liveness. Each returns violations as
-//! sentences naming what broke, so a failing seed is a bug report.
+//! session guarantees of reads, at most one leader per epoch, and liveness.
+//! Each returns violations as sentences naming what broke, so a failing
+//! seed is a bug report.
 
-use crate::history::{Applied, History, SessionId, SessionOp};
+use crate::history::{Applied, History, SessionOp};
 use rzab_proto::Op;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -23,76 +24,86 @@ fn v(check: &'static str, detail: String) -> Violation {
     Violation { check, detail }
 }
 
-/// The longest applied sequence: the one every replica must be a prefix of.
-pub fn longest(h: &History) -> &[Applied] {
-    h.applied.iter().max_by_key(|a| a.len()).map_or(&[], |a| &a[..])
+/// The one sequence every node's applies must follow: every applied write,
+/// by id. Two different writes applied under one id break agreement.
+pub fn sequence(h: &History) -> (Vec<Applied>, Vec<Violation>) {
+    let mut by_id: BTreeMap<u64, (Applied, usize)> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (i, inc) in h.incarnations.iter().enumerate() {
+        for a in &inc.applied {
+            match by_id.get(&a.zxid) {
+                Some((b, j)) if b != a => out.push(v(
+                    "agreement",
+                    format!(
+                        "id {:#x} applied as {a:?} by node {} but as {b:?} by node {}",
+                        a.zxid, inc.node, h.incarnations[*j].node
+                    ),
+                )),
+                Some(_) => {}
+                None => {
+                    by_id.insert(a.zxid, (*a, i));
+                }
+            }
+        }
+    }
+    (by_id.into_values().map(|(a, _)| a).collect(), out)
 }
 
-/// Every replica applied a prefix of one sequence, whose ids are dense and
-/// increasing.
-pub fn agreement(h: &History) -> Vec<Violation> {
-    let seq = longest(h);
+/// Every incarnation applied exactly a run of the sequence from its base:
+/// nothing skipped that another applied, nothing extra, in order.
+pub fn agreement(h: &History, seq: &[Applied]) -> Vec<Violation> {
     let mut out = Vec::new();
-    for (node, applied) in h.applied.iter().enumerate() {
-        if let Some(i) = applied.iter().zip(seq).position(|(a, b)| a != b) {
+    for inc in &h.incarnations {
+        let start = seq.partition_point(|a| a.zxid <= inc.base);
+        let expected = &seq[start..(start + inc.applied.len()).min(seq.len())];
+        if let Some(i) = inc.applied.iter().zip(expected).position(|(a, b)| a != b) {
             out.push(v(
                 "agreement",
                 format!(
-                    "node {node} applied {:?} at position {i} where another applied {:?}",
-                    applied[i], seq[i]
+                    "node {} (life {}) applied {:#x} where the sequence has {:#x}: it skipped or reordered writes",
+                    inc.node, inc.inc, inc.applied[i].zxid, expected[i].zxid
                 ),
             ));
-        }
-    }
-    for w in seq.windows(2) {
-        if w[1].zxid != w[0].zxid + 1 {
-            out.push(v(
-                "agreement",
-                format!("zxid {:#x} follows {:#x}: not dense", w[1].zxid, w[0].zxid),
-            ));
-            break;
         }
     }
     out
 }
 
-/// Every applied write was issued by a session, with its contents, exactly once.
-pub fn validity(h: &History) -> Vec<Violation> {
-    let issued: BTreeMap<(SessionId, u32), usize> = h
-        .writes
-        .iter()
-        .enumerate()
-        .map(|(i, w)| ((w.session, w.seq), i))
-        .collect();
+/// Every applied write was issued by a session with those contents, once.
+pub fn validity(h: &History, seq: &[Applied]) -> Vec<Violation> {
+    let mut issued: BTreeMap<(u8, u8, u32, u32), Vec<usize>> = BTreeMap::new();
+    for (i, w) in h.writes.iter().enumerate() {
+        issued
+            .entry((w.session.node, w.session.lane, w.session.index, w.seq))
+            .or_default()
+            .push(i);
+    }
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
-    for a in longest(h) {
-        match issued.get(&(a.session, a.seq)).map(|&i| &h.writes[i]) {
-            None => out.push(v("validity", format!("applied {a:?} was never issued"))),
-            Some(w) if (w.key, w.op, w.tag) != (a.key, a.op, a.tag) => out.push(v(
-                "validity",
-                format!("applied {a:?} differs from the issued {w:?}"),
-            )),
-            Some(_) => {}
+    for a in seq {
+        let key = (a.origin, a.lane, a.session, a.seq);
+        let candidates = issued.get(&key).map_or(&[][..], |v| &v[..]);
+        let matches = candidates.iter().any(|&i| {
+            let w = &h.writes[i];
+            (w.key, w.op, w.tag) == (a.key, a.op, a.tag)
+        });
+        if !matches {
+            out.push(v("validity", format!("applied {a:?} matches no issued write")));
         }
-        if !seen.insert((a.session, a.seq)) {
+        if !seen.insert(key) {
             out.push(v(
                 "validity",
-                format!(
-                    "{:?} write {} applied more than once (zxid {:#x})",
-                    a.session, a.seq, a.zxid
-                ),
+                format!("session write {key:?} applied twice (again as {:#x})", a.zxid),
             ));
         }
     }
     out
 }
 
-/// Every write acknowledged to its session is in the sequence with the id
-/// the session was given, in the session's order.
-pub fn completion(h: &History) -> Vec<Violation> {
-    let pos: BTreeMap<u64, usize> = longest(h).iter().enumerate().map(|(i, a)| (a.zxid, i)).collect();
-    let seq = longest(h);
+/// Every write acknowledged to its session is in the sequence with the id it
+/// was given, in the session's order.
+pub fn completion(h: &History, seq: &[Applied]) -> Vec<Violation> {
+    let pos: BTreeMap<u64, usize> = seq.iter().enumerate().map(|(i, a)| (a.zxid, i)).collect();
     let mut out = Vec::new();
     for (id, ops) in &h.sessions {
         let mut last = None;
@@ -101,7 +112,9 @@ pub fn completion(h: &History) -> Vec<Violation> {
             let w = &h.writes[i];
             let Some((_, zxid)) = w.completed else { continue };
             match pos.get(&zxid) {
-                Some(&p) if seq[p].session == w.session && seq[p].seq == w.seq => {
+                Some(&p)
+                    if (seq[p].key, seq[p].op, seq[p].tag, seq[p].seq) == (w.key, w.op, w.tag, w.seq) =>
+                {
                     if last.is_some_and(|l| p < l) {
                         out.push(v(
                             "completion",
@@ -120,27 +133,18 @@ pub fn completion(h: &History) -> Vec<Violation> {
     out
 }
 
-/// Reads: each returns the latest write to its key at some prefix of the
-/// sequence that is no older than what the session already observed (its
-/// own completed writes included: read-your-writes, monotonic reads), and
-/// that prefix is the one its node had applied.
-pub fn sessions(h: &History) -> Vec<Violation> {
-    let seq = longest(h);
+/// Reads: each returns the latest write to its key in the prefix its node
+/// had applied, and sessions never see an older prefix than they observed
+/// (their own completed writes included: read-your-writes, monotonic reads).
+pub fn sessions(h: &History, seq: &[Applied]) -> Vec<Violation> {
     let pos: BTreeMap<u64, usize> = seq.iter().enumerate().map(|(i, a)| (a.zxid, i)).collect();
     let mut by_key: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
     for (i, a) in seq.iter().enumerate() {
         by_key.entry(a.key).or_default().push(i);
     }
-    // The first write to `key` at or after `from` (or the sequence's end).
-    let next_write = |key: u64, from: usize| {
-        let ps = by_key.get(&key).map_or(&[][..], |v| &v[..]);
-        ps.get(ps.partition_point(|&p| p < from))
-            .copied()
-            .unwrap_or(seq.len())
-    };
     let mut out = Vec::new();
     for (id, ops) in &h.sessions {
-        let mut observed = 0; // a prefix length the session has certainly seen
+        let mut observed = 0;
         for op in ops {
             match *op {
                 SessionOp::Write(i) => {
@@ -150,42 +154,32 @@ pub fn sessions(h: &History) -> Vec<Violation> {
                 }
                 SessionOp::Read(i) => {
                     let r = &h.reads[i];
-                    let at = if r.zxid == 0 {
-                        None
-                    } else {
-                        match pos.get(&r.zxid) {
-                            Some(&p) if seq[p].key == r.key && seq[p].tag == r.tag => Some(p),
-                            _ => {
-                                out.push(v(
-                                    "session",
-                                    format!("{id:?} read {r:?}: no such write to that key"),
-                                ));
-                                continue;
-                            }
-                        }
+                    let prefix = seq.partition_point(|a| a.zxid <= r.gate);
+                    let latest = by_key
+                        .get(&r.key)
+                        .and_then(|ps| ps[..ps.partition_point(|&p| p < prefix)].last());
+                    let ok = match latest.map(|&p| &seq[p]) {
+                        None => r.tag == 0,
+                        Some(a) if a.op == Op::Delete => r.tag == 0 && (r.zxid == a.zxid || r.zxid == 0),
+                        Some(a) => (r.zxid, r.tag) == (a.zxid, a.tag),
                     };
-                    let from = at.map_or(0, |p| p + 1);
-                    let until = next_write(r.key, from);
-                    if until < observed {
+                    if !ok {
+                        out.push(v(
+                            "session",
+                            format!("{id:?} read {r:?}: not key {}'s value after the {prefix} writes its node applied", r.key),
+                        ));
+                    }
+                    if prefix < observed {
                         out.push(v(
                             "session",
                             format!(
-                                "{id:?} read key {} = {:#x}, older than the prefix {observed} it had observed \
-                                 (valid up to {until})",
-                                r.key, r.zxid
+                                "{id:?} read key {} at a prefix of {prefix} writes after observing {observed}: \
+                                 it went back in time",
+                                r.key
                             ),
                         ));
                     }
-                    if r.applied < from || r.applied > until {
-                        out.push(v(
-                            "session",
-                            format!(
-                                "{id:?} read {r:?} is not the state of the {} writes its node applied",
-                                r.applied
-                            ),
-                        ));
-                    }
-                    observed = observed.max(from);
+                    observed = observed.max(prefix);
                 }
             }
         }
@@ -193,9 +187,26 @@ pub fn sessions(h: &History) -> Vec<Violation> {
     out
 }
 
-/// Every write completed (checked after faults stopped for long enough).
+/// At most one node led each epoch.
+pub fn one_leader_per_epoch(h: &History) -> Vec<Violation> {
+    let mut by_epoch: BTreeMap<u32, BTreeSet<u8>> = BTreeMap::new();
+    for &(e, n) in &h.leaderships {
+        by_epoch.entry(e).or_default().insert(n);
+    }
+    by_epoch
+        .into_iter()
+        .filter(|(_, ns)| ns.len() > 1)
+        .map(|(e, ns)| v("leaders", format!("epoch {e} had leaders {ns:?}")))
+        .collect()
+}
+
+/// Every write of a session still alive completed.
 pub fn liveness(h: &History, end: rzab_proto::Time) -> Vec<Violation> {
-    let pending: Vec<_> = h.writes.iter().filter(|w| w.completed.is_none()).collect();
+    let pending: Vec<_> = h
+        .writes
+        .iter()
+        .filter(|w| w.completed.is_none() && !w.abandoned)
+        .collect();
     match pending.first() {
         None => Vec::new(),
         Some(w) => vec![v(
@@ -214,12 +225,14 @@ pub fn liveness(h: &History, end: rzab_proto::Time) -> Vec<Violation> {
 
 /// All checks, in the order their failures explain each other.
 pub fn check_all(h: &History, end: rzab_proto::Time) -> Vec<Violation> {
-    let mut out = agreement(h);
-    out.extend(validity(h));
-    out.extend(completion(h));
+    let (seq, mut out) = sequence(h);
+    out.extend(agreement(h, &seq));
+    out.extend(validity(h, &seq));
+    out.extend(completion(h, &seq));
+    out.extend(one_leader_per_epoch(h));
     if out.is_empty() {
         // Read checks assume one sequence; skip them when that already failed.
-        out.extend(sessions(h));
+        out.extend(sessions(h, &seq));
     }
     out.extend(liveness(h, end));
     out

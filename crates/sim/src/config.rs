@@ -16,6 +16,8 @@ pub struct Faults {
     pub reorder: f64,
     /// Symmetric and one-way partitions that later heal.
     pub partition: bool,
+    /// Nodes (the leader included) crash and restart without their state.
+    pub crash: bool,
     /// One-way latency and its uniform jitter (always on).
     pub delay: Span,
     pub jitter: Span,
@@ -28,13 +30,14 @@ impl Faults {
             dup: 0.0,
             reorder: 0.0,
             partition: false,
+            crash: false,
             delay: Span::from_micros(20),
             jitter: Span::from_micros(10),
         }
     }
 
     pub fn any(&self) -> bool {
-        self.drop > 0.0 || self.dup > 0.0 || self.reorder > 0.0 || self.partition
+        self.drop > 0.0 || self.dup > 0.0 || self.reorder > 0.0 || self.partition || self.crash
     }
 }
 
@@ -73,6 +76,7 @@ impl FromStr for Faults {
                 "dup" => f.dup = prob(value)?,
                 "reorder" => f.reorder = prob(value)?,
                 "partition" if value.is_none() => f.partition = true,
+                "crash" if value.is_none() => f.crash = true,
                 "delay" => f.delay = micros(value)?,
                 "jitter" => f.jitter = micros(value)?,
                 _ => {
@@ -91,6 +95,9 @@ impl fmt::Display for Faults {
         write!(f, "drop={},dup={},reorder={}", self.drop, self.dup, self.reorder)?;
         if self.partition {
             write!(f, ",partition")?;
+        }
+        if self.crash {
+            write!(f, ",crash")?;
         }
         write!(
             f,
@@ -148,7 +155,8 @@ mod tests {
 
     #[test]
     fn fault_lists_parse_and_errors_name_the_item() {
-        let f: Faults = "drop=0.05,dup=0.01,reorder=0.1,partition".parse().unwrap();
+        let f: Faults = "drop=0.05,dup=0.01,reorder=0.1,partition,crash".parse().unwrap();
+        assert!(f.crash);
         assert_eq!((f.drop, f.dup, f.reorder, f.partition), (0.05, 0.01, 0.1, true));
         assert!(!"none".parse::<Faults>().unwrap().any());
         assert!("drop=2".parse::<Faults>().unwrap_err().contains("probability"));

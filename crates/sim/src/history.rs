@@ -1,14 +1,17 @@
 //! What happened in a run, recorded for the checkers: every write a session
-//! issued, every read and what it returned, and every node's applied sequence.
+//! issued, every read and what it returned, every node incarnation's applied
+//! sequence, and every leadership.
 
 use rzab_proto::{NodeId, Op, Time};
 
-/// A session is named by its node, lane and index.
+/// A session: its node, lane and index, and the node's incarnation (a node
+/// that restarts without state gets new sessions).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SessionId {
     pub node: NodeId,
     pub lane: u8,
     pub index: u32,
+    pub inc: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,18 +25,21 @@ pub struct WriteRec {
     pub issued_at: Time,
     /// When the session saw it applied at its node, and the id it got.
     pub completed: Option<(Time, u64)>,
+    /// Its node crashed before it completed: nobody waits for it.
+    pub abandoned: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReadRec {
     pub session: SessionId,
     pub key: u64,
-    /// The zxid of the write whose value was returned (0: the initial absence).
+    /// The zxid of the write whose value was returned (0: never written, or
+    /// deleted before a snapshot the node installed).
     pub zxid: u64,
     /// The value returned (0: absent).
     pub tag: u64,
-    /// How many writes the node had applied when it served the read.
-    pub applied: usize,
+    /// The last id the node had applied when it served the read.
+    pub gate: u64,
     pub at: Time,
 }
 
@@ -41,7 +47,9 @@ pub struct ReadRec {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Applied {
     pub zxid: u64,
-    pub session: SessionId,
+    pub origin: NodeId,
+    pub lane: u8,
+    pub session: u32,
     pub seq: u32,
     pub key: u64,
     pub op: Op,
@@ -55,14 +63,25 @@ pub enum SessionOp {
     Read(usize),
 }
 
+/// One life of a node: it started from a snapshot at `base` (0: from the
+/// cluster's start) and applied these writes in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Incarnation {
+    pub node: NodeId,
+    pub inc: u32,
+    pub base: u64,
+    pub applied: Vec<Applied>,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct History {
     pub writes: Vec<WriteRec>,
     pub reads: Vec<ReadRec>,
     /// Per session (sorted by id), its operations in order.
     pub sessions: Vec<(SessionId, Vec<SessionOp>)>,
-    /// Per node, the writes it applied, in order.
-    pub applied: Vec<Vec<Applied>>,
+    pub incarnations: Vec<Incarnation>,
+    /// (epoch, leader) each time a node became leader.
+    pub leaderships: Vec<(u32, NodeId)>,
 }
 
 impl History {

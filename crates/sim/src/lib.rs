@@ -11,6 +11,7 @@
 pub mod checker;
 pub mod config;
 pub mod history;
+pub mod host;
 pub mod network;
 pub mod shape;
 pub mod sweep;

@@ -4,7 +4,7 @@
 use crate::config::SimConfig;
 use rand::RngExt;
 use rand::rngs::Xoshiro256PlusPlus;
-use rzab_proto::{BroadcastMode, LaneConfig, NodeId, NodeSet, Span};
+use rzab_proto::{BroadcastMode, ControlConfig, LaneConfig, NodeId, NodeSet, Span};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Shape {
@@ -20,6 +20,9 @@ pub struct Shape {
     pub window: usize,
     pub retransmit_timeout: Span,
 }
+
+/// The simulated cluster's id.
+pub const CLUSTER_ID: u32 = 0x5114;
 
 /// Values in the simulation are their 8-byte tag.
 pub const VALUE_SIZE: usize = 8;
@@ -54,8 +57,16 @@ impl Shape {
         NodeSet::from_ids(0..self.nodes)
     }
 
-    pub fn lane_config(&self, node: NodeId, lane: u8, cfg: &SimConfig) -> LaneConfig {
-        let mut c = LaneConfig::new(0x5114, node, self.members(), 0, lane);
+    pub fn lane_config(
+        &self,
+        node: NodeId,
+        lane: u8,
+        cfg: &SimConfig,
+        epoch: u32,
+        leader: NodeId,
+    ) -> LaneConfig {
+        let mut c = LaneConfig::new(CLUSTER_ID, node, self.members(), leader, lane);
+        c.epoch = epoch;
         c.mtu = self.mtu;
         c.value_max = VALUE_SIZE;
         c.broadcast = self.broadcast;
@@ -68,6 +79,20 @@ impl Shape {
         c.max_pending_writes = self.sessions as usize;
         c.retransmit_timeout = self.retransmit_timeout;
         c.min_retransmit_timeout = Span::from_micros(100);
+        c.planted_bug = cfg.bug;
+        c
+    }
+}
+
+impl Shape {
+    /// The control plane's config: timers scaled to the simulated network.
+    pub fn control_config(&self, node: NodeId, cfg: &SimConfig, seed: u64) -> ControlConfig {
+        let mut c = ControlConfig::new(CLUSTER_ID, node, self.members());
+        c.mtu = self.mtu.max(512);
+        c.heartbeat = Span::from_millis(2);
+        c.election_timeout = Span::from_millis(10);
+        c.transfer_timeout = Span::from_millis(2);
+        c.seed = seed;
         c.planted_bug = cfg.bug;
         c
     }

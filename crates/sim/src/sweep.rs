@@ -19,6 +19,9 @@ pub struct SweepReport {
     pub duplicated: u64,
     pub reordered: u64,
     pub partitions: u64,
+    pub crashes: u64,
+    /// Elections won (leader changes).
+    pub failovers: u64,
     pub elapsed: Duration,
 }
 
@@ -36,6 +39,8 @@ impl SweepReport {
         self.duplicated += o.net.duplicated;
         self.reordered += o.net.reordered;
         self.partitions += o.net.partitions;
+        self.crashes += o.crashes;
+        self.failovers += o.failovers;
     }
 }
 

@@ -72,18 +72,42 @@ fn partitions_alone() {
 }
 
 #[test]
+fn crashes_alone() {
+    let r = clean_sweep("crash", 30_000..30_600);
+    assert!(
+        r.crashes > 600 && r.failovers > 100,
+        "crashes happened, leaders changed: {r:?}"
+    );
+}
+
+#[test]
+fn crashes_with_the_standard_network_faults() {
+    let r = clean_sweep("drop=0.05,dup=0.01,reorder=0.1,partition,crash", 40_000..41_500);
+    assert!(r.crashes > 1500 && r.failovers > 300, "{r:?}");
+}
+
+#[test]
 fn no_faults() {
     clean_sweep("none", 3000..3100);
 }
 
 /// Sweeps with a planted bug; returns the checks that fired.
 fn caught(bug: PlantedBug, lanes: Option<u8>) -> Vec<&'static str> {
+    caught_in(bug, lanes, "drop=0.05,dup=0.01,reorder=0.1,partition", 0..60)
+}
+
+fn caught_in(
+    bug: PlantedBug,
+    lanes: Option<u8>,
+    faults: &str,
+    seeds: std::ops::Range<u64>,
+) -> Vec<&'static str> {
     let c = SimConfig {
         bug,
         lanes,
-        ..cfg("drop=0.05,dup=0.01,reorder=0.1,partition")
+        ..cfg(faults)
     };
-    let r = sweep(&c, 0..60, jobs(), &|_| {});
+    let r = sweep(&c, seeds, jobs(), &|_| {});
     let mut checks: Vec<_> = r
         .failed
         .iter()
@@ -112,4 +136,35 @@ fn applying_without_the_gate_breaks_agreement() {
 #[test]
 fn completing_before_the_local_apply_breaks_read_your_writes() {
     assert!(caught(PlantedBug::CompleteBeforeApply, None).contains(&"session"));
+}
+
+#[test]
+fn a_leader_ignoring_its_voters_entries_loses_writes() {
+    let found = caught_in(PlantedBug::IgnoreHeldEntries, None, "drop=0.1,partition", 0..400);
+    assert!(found.contains(&"agreement"), "{found:?}");
+}
+
+#[test]
+fn an_amnesiac_voter_breaks_agreement() {
+    let found = caught_in(
+        PlantedBug::AmnesiacVotes,
+        None,
+        "drop=0.05,dup=0.01,reorder=0.1,partition,crash",
+        0..100,
+    );
+    assert!(
+        found.contains(&"agreement") || found.contains(&"validity"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn voting_twice_elects_two_leaders_in_an_epoch() {
+    let found = caught_in(
+        PlantedBug::VoteTwice,
+        None,
+        "drop=0.05,dup=0.01,reorder=0.1,partition,crash",
+        0..400,
+    );
+    assert!(found.contains(&"leaders"), "{found:?}");
 }

@@ -18,7 +18,11 @@ pub enum ControlBody {
     Status {
         applied: Zxid,
         accepted_epoch: u32,
+        /// Its lanes run and it serves.
         voter: bool,
+        /// It installed the new leader's history as a voter and waits for
+        /// StartEpoch (a learner never sets this).
+        synced: bool,
     },
     /// Candidate for the header's epoch to every member.
     VoteRequest { current_epoch: u32, applied: Zxid },
@@ -40,8 +44,14 @@ pub enum ControlBody {
     /// New leader to its followers: the epoch's history is committed; apply it
     /// and start the lanes. `base` is the last id of the history.
     StartEpoch { base: Zxid },
-    /// A node that must catch up (restarted, or missed an election) to the leader.
-    Join { applied: Zxid, amnesiac: bool },
+    /// A node that must catch up (restarted, or missed an election) to the
+    /// leader. `request` names this attempt: answers and transfers for an
+    /// earlier one (a previous life of the node) are told apart by it.
+    Join {
+        applied: Zxid,
+        amnesiac: bool,
+        request: u32,
+    },
 }
 
 /// One item of a state transfer.
@@ -96,6 +106,8 @@ pub enum ControlMsg<'a> {
     /// Leader to a joining node: its lanes start at these lids, after the
     /// snapshot (or history) up to `base` that follows as a transfer.
     JoinInfo {
+        /// The join request answered.
+        request: u32,
         base: Zxid,
         lids: Lids<'a>,
     },
@@ -244,6 +256,7 @@ pub(crate) fn parse_fixed(kind: crate::Kind, r: &mut Reader<'_>) -> Result<Contr
             applied: Zxid(a),
             accepted_epoch: b,
             voter: c & 1 != 0,
+            synced: c & 2 != 0,
         },
         K::VoteRequest => ControlBody::VoteRequest {
             applied: Zxid(a),
@@ -268,6 +281,7 @@ pub(crate) fn parse_fixed(kind: crate::Kind, r: &mut Reader<'_>) -> Result<Contr
         K::Join => ControlBody::Join {
             applied: Zxid(a),
             amnesiac: b & 1 != 0,
+            request: c,
         },
         _ => return Err(DecodeError::BadKind(kind as u8)),
     })
@@ -282,7 +296,14 @@ pub(crate) fn fixed_words(body: &ControlBody) -> (crate::Kind, u64, u32, u32, Op
             applied,
             accepted_epoch,
             voter,
-        } => (K::Status, applied.0, accepted_epoch, voter as u32, None),
+            synced,
+        } => (
+            K::Status,
+            applied.0,
+            accepted_epoch,
+            voter as u32 | (synced as u32) << 1,
+            None,
+        ),
         ControlBody::VoteRequest {
             current_epoch,
             applied,
@@ -297,6 +318,10 @@ pub(crate) fn fixed_words(body: &ControlBody) -> (crate::Kind, u64, u32, u32, Op
         ControlBody::TransferAck { stream, chunks } => (K::TransferAck, 0, stream, chunks, None),
         ControlBody::NewLeaderAck { applied } => (K::NewLeaderAck, applied.0, 0, 0, None),
         ControlBody::StartEpoch { base } => (K::StartEpoch, base.0, 0, 0, None),
-        ControlBody::Join { applied, amnesiac } => (K::Join, applied.0, amnesiac as u32, 0, None),
+        ControlBody::Join {
+            applied,
+            amnesiac,
+            request,
+        } => (K::Join, applied.0, amnesiac as u32, request, None),
     }
 }

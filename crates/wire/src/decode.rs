@@ -80,9 +80,10 @@ pub fn decode(buf: &[u8]) -> Result<Message<'_>, DecodeError> {
             })
         }
         Kind::JoinInfo => {
+            let request = r.u32()?;
             let base = Zxid(r.u64()?);
             let lids = Lids::new(entries(&mut r, header.count, parse_lid)?);
-            Body::Control(ControlMsg::JoinInfo { base, lids })
+            Body::Control(ControlMsg::JoinInfo { request, base, lids })
         }
         k @ (Kind::Heartbeat
         | Kind::Status

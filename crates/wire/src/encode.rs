@@ -132,10 +132,12 @@ impl<'b> Encoder<'b> {
     pub fn join_info(
         buf: &'b mut [u8],
         header: Header,
+        request: u32,
         base: Zxid,
         lids: &[u64],
     ) -> Result<Self, EncodeError> {
-        let mut e = Self::start(buf, header, Kind::JoinInfo, 8 + 8 * lids.len())?;
+        let mut e = Self::start(buf, header, Kind::JoinInfo, 4 + 8 + 8 * lids.len())?;
+        e.put_u32(request);
         e.put_u64(base.0);
         for &l in lids {
             e.put_u64(l);

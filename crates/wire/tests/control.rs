@@ -22,13 +22,16 @@ fn zxid() -> impl Strategy<Value = Zxid> {
 fn body() -> impl Strategy<Value = ControlBody> {
     prop_oneof![
         zxid().prop_map(|applied| ControlBody::Heartbeat { applied }),
-        (zxid(), any::<u32>(), any::<bool>()).prop_map(|(applied, accepted_epoch, voter)| {
-            ControlBody::Status {
-                applied,
-                accepted_epoch,
-                voter,
+        (zxid(), any::<u32>(), any::<bool>(), any::<bool>()).prop_map(
+            |(applied, accepted_epoch, voter, synced)| {
+                ControlBody::Status {
+                    applied,
+                    accepted_epoch,
+                    voter,
+                    synced,
+                }
             }
-        }),
+        ),
         (any::<u32>(), zxid()).prop_map(|(current_epoch, applied)| ControlBody::VoteRequest {
             current_epoch,
             applied
@@ -45,7 +48,11 @@ fn body() -> impl Strategy<Value = ControlBody> {
         (any::<u32>(), any::<u32>()).prop_map(|(stream, chunks)| ControlBody::TransferAck { stream, chunks }),
         zxid().prop_map(|applied| ControlBody::NewLeaderAck { applied }),
         zxid().prop_map(|base| ControlBody::StartEpoch { base }),
-        (zxid(), any::<bool>()).prop_map(|(applied, amnesiac)| ControlBody::Join { applied, amnesiac }),
+        (zxid(), any::<bool>(), any::<u32>()).prop_map(|(applied, amnesiac, request)| ControlBody::Join {
+            applied,
+            amnesiac,
+            request
+        }),
     ]
 }
 
@@ -165,12 +172,12 @@ proptest! {
     }
 
     #[test]
-    fn join_info_round_trips(base in zxid(), lids in proptest::collection::vec(any::<u64>(), 0..16)) {
+    fn join_info_round_trips(request in any::<u32>(), base in zxid(), lids in proptest::collection::vec(any::<u64>(), 0..16)) {
         let mut buf = vec![0u8; 512];
-        let len = Encoder::join_info(&mut buf, header(Kind::JoinInfo), base, &lids).unwrap().finish();
+        let len = Encoder::join_info(&mut buf, header(Kind::JoinInfo), request, base, &lids).unwrap().finish();
         let m = decode(&buf[..len]).unwrap();
-        let Body::Control(ControlMsg::JoinInfo { base: b, lids: l }) = m.body else { panic!("not join info") };
-        prop_assert_eq!(b, base);
+        let Body::Control(ControlMsg::JoinInfo { request: r, base: b, lids: l }) = m.body else { panic!("not join info") };
+        prop_assert_eq!((r, b), (request, base));
         prop_assert_eq!(l.collect::<Vec<_>>(), lids);
     }
 

@@ -1,6 +1,6 @@
 //! Heartbeats, failure detection and elections.
 
-use super::{Candidate, Control, Host, Leading, State, HELD, stream};
+use super::{Candidate, Control, HELD, Host, Leading, State, stream};
 use crate::{NodeSet, Span, Time};
 use rzab_wire::{ControlBody, NodeId, Zxid};
 
@@ -10,6 +10,7 @@ impl Control {
             applied: host.applied(),
             accepted_epoch: self.accepted_epoch,
             voter: self.serving(),
+            synced: matches!(self.state, State::Syncing { acked: true, .. }),
         };
         self.send_to(to, self.accepted_epoch, body);
     }
@@ -30,7 +31,12 @@ impl Control {
                 self.last_leader_contact = now;
             }
             State::Syncing { leader, .. } if *leader == from && epoch == self.accepted_epoch => {}
-            State::Learner { leader: Some(l), epoch: e, .. } if *l == from && *e == epoch => {
+            State::Learner {
+                leader: Some(l),
+                epoch: e,
+                ..
+            } if *l == from && *e == epoch => {
+                self.last_leader_contact = now;
                 self.learner_tick(now, host);
             }
             State::Leading(_) if epoch == current => {
@@ -56,20 +62,25 @@ impl Control {
         applied: Zxid,
         accepted_epoch: u32,
         running: bool,
+        synced: bool,
     ) {
         let current = self.current_epoch;
-        let State::Leading(l) = &mut self.state else { return };
+        let State::Leading(l) = &mut self.state else {
+            return;
+        };
         if accepted_epoch > current {
             // A newer election is under way: this leadership is over.
             self.step_down(now, host);
             return;
         }
         l.heard.insert(from, now);
-        if !running && l.synced.contains(from) {
+        // A synced follower whose StartEpoch was lost (a learner is promoted
+        // by maybe_promote instead).
+        if !running && synced && l.synced.contains(from) && !l.joins.contains_key(&from) {
             let base = host.applied();
             self.send_to(from, current, ControlBody::StartEpoch { base });
         }
-        self.maybe_promote(host, from, applied);
+        self.maybe_promote(host, from, applied, running);
     }
 
     /// Stops leading (lanes stop; an election follows unless a leader appears).
@@ -102,7 +113,8 @@ impl Control {
         their_applied: Zxid,
     ) {
         let mine = (self.current_epoch, host.applied());
-        let repeat = epoch == self.accepted_epoch && self.voted_for == Some(from);
+        let vote_twice = self.cfg.planted_bug == crate::PlantedBug::VoteTwice;
+        let repeat = epoch == self.accepted_epoch && (self.voted_for == Some(from) || vote_twice);
         let fresh = epoch > self.accepted_epoch;
         // A follower that hears its leader, or a leader that hears a quorum,
         // does not help depose it.
@@ -116,7 +128,12 @@ impl Control {
                 self.accepted_epoch = epoch;
                 self.voted_for = None;
             }
-            let body = ControlBody::Vote { granted: false, current_epoch: mine.0, applied: mine.1, held: 0 };
+            let body = ControlBody::Vote {
+                granted: false,
+                current_epoch: mine.0,
+                applied: mine.1,
+                held: 0,
+            };
             self.send_to(from, epoch.max(self.accepted_epoch), body);
             return;
         }
@@ -124,9 +141,9 @@ impl Control {
         if fresh {
             self.accepted_epoch = epoch;
             self.voted_for = Some(from);
-            let mut held = self.stop_lanes(host);
-            held.append(&mut self.tail);
-            self.receiving.clear();
+            self.stop_lanes(host);
+            let held = self.tail.clone();
+            self.forget_transfers();
             // Held entries count only in the candidate's own epoch: older ones
             // were superseded by that epoch's history.
             let send: Vec<_> = if self.current_epoch == their_epoch {
@@ -135,8 +152,16 @@ impl Control {
                 Vec::new()
             };
             let deadline = now + Span(self.cfg.election_timeout.0 * 4);
-            self.state = State::Voted { candidate: from, deadline };
-            let body = ControlBody::Vote { granted: true, current_epoch: mine.0, applied: mine.1, held: send.len() as u64 };
+            self.state = State::Voted {
+                candidate: from,
+                deadline,
+            };
+            let body = ControlBody::Vote {
+                granted: true,
+                current_epoch: mine.0,
+                applied: mine.1,
+                held: send.len() as u64,
+            };
             self.send_to(from, epoch, body);
             if !send.is_empty() {
                 self.transfer(from, stream(HELD, epoch), epoch, send.iter().map(|e| e.item()));
@@ -144,8 +169,16 @@ impl Control {
         } else {
             // A repeated request (our vote was lost): answer again; any
             // transfer of held entries is still under way.
-            let held = self.sending.iter().any(|o| o.to == from && o.stream == stream(HELD, epoch));
-            let body = ControlBody::Vote { granted: true, current_epoch: mine.0, applied: mine.1, held: held as u64 };
+            let held = self
+                .sending
+                .iter()
+                .any(|o| o.to == from && o.stream == stream(HELD, epoch));
+            let body = ControlBody::Vote {
+                granted: true,
+                current_epoch: mine.0,
+                applied: mine.1,
+                held: held as u64,
+            };
             self.send_to(from, epoch, body);
         }
     }
@@ -156,21 +189,23 @@ impl Control {
         let window = self.cfg.election_timeout;
         match &self.state {
             State::Following { .. } => now < self.last_leader_contact + window,
-            State::Leading(l) => l.heard.values().filter(|&&t| now < t + window).count() + 1 >= self.cfg.quorum(),
+            State::Leading(l) => {
+                l.heard.values().filter(|&&t| now < t + window).count() + 1 >= self.cfg.quorum()
+            }
             _ => false,
         }
     }
 
     /// No leader: ask for votes in a new epoch (voters only).
     pub(super) fn start_election(&mut self, now: Time, host: &mut impl Host) {
-        let mut held = self.stop_lanes(host);
+        self.stop_lanes(host);
         if !self.voter {
             let deadline = self.election_deadline(now);
             self.state = State::Waiting { deadline };
             return;
         }
-        held.append(&mut self.tail);
-        self.receiving.clear();
+        let held = self.tail.clone();
+        self.forget_transfers();
         let epoch = self.accepted_epoch.max(self.current_epoch) + 1;
         self.accepted_epoch = epoch;
         self.voted_for = Some(self.cfg.node);
@@ -181,11 +216,18 @@ impl Control {
             denied: NodeSet::EMPTY,
             expecting: NodeSet::EMPTY,
             applied: Default::default(),
-            held: held.into_iter().filter(|e| e.zxid > applied).map(|e| (e.zxid, e)).collect(),
+            held: held
+                .into_iter()
+                .filter(|e| e.zxid > applied)
+                .map(|e| (e.zxid, e))
+                .collect(),
             deadline,
         });
         self.stats.elections_started += 1;
-        let body = ControlBody::VoteRequest { current_epoch: self.current_epoch, applied };
+        let body = ControlBody::VoteRequest {
+            current_epoch: self.current_epoch,
+            applied,
+        };
         self.send(self.cfg.others(), epoch, body);
         self.check_won(now, host);
     }
@@ -212,14 +254,16 @@ impl Control {
             self.state = State::Waiting { deadline };
             return;
         }
-        let State::Candidate(c) = &mut self.state else { return };
+        let State::Candidate(c) = &mut self.state else {
+            return;
+        };
         if epoch != accepted {
             return;
         }
         if granted {
             c.granted.insert(from);
             c.applied.insert(from, their_applied);
-            let arrived = self.receiving.get(&(from, stream(HELD, epoch))).is_some_and(|i| i.done());
+            let arrived = self.finished.contains_key(&(from, stream(HELD, epoch)));
             if held > 0 && !arrived {
                 c.expecting.insert(from);
             }
@@ -237,11 +281,19 @@ impl Control {
     /// A voter's held entries arrived.
     pub(super) fn held_arrived(&mut self, now: Time, host: &mut impl Host, from: NodeId, stream: u32) {
         let applied = host.applied();
-        let items = self.receiving.remove(&(from, stream)).map(|i| i.items).unwrap_or_default();
-        let State::Candidate(c) = &mut self.state else { return };
+        let items = self
+            .receiving
+            .remove(&(from, stream))
+            .map(|i| i.items)
+            .unwrap_or_default();
+        let State::Candidate(c) = &mut self.state else {
+            return;
+        };
+        let ignore = self.cfg.planted_bug == crate::PlantedBug::IgnoreHeldEntries;
         for item in items {
             if let crate::transfer::Received::Entry(e) = item
                 && e.zxid > applied
+                && !ignore
             {
                 c.held.insert(e.zxid, e);
             }

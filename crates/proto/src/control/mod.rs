@@ -54,7 +54,8 @@ pub trait Host {
     fn start_lanes(&mut self, start: &LaneStart);
     /// (Leader) adds `node` to the running lanes as a learner; returns each
     /// lane's starting lid, the highest id below them (its snapshot must
-    /// cover it) and the highest id given so far. With `fence`, the lanes
+    /// cover it) and the highest id given so far (writes appended but not
+    /// yet sequenced must be sequenced first). With `fence`, the lanes
     /// refuse its writes until it is promoted.
     fn add_learner(&mut self, node: NodeId, fence: bool) -> Option<(Vec<u64>, Zxid, Zxid)>;
     /// (Leader) lets a caught-up learner count in quorums; false if a lane
@@ -93,6 +94,8 @@ pub struct ControlConfig {
     /// Transfer chunks in flight.
     pub transfer_window: u32,
     pub seed: u64,
+    /// A deliberate bug, for the simulator to show its checkers catch it.
+    pub planted_bug: crate::PlantedBug,
 }
 
 impl ControlConfig {
@@ -107,6 +110,7 @@ impl ControlConfig {
             transfer_timeout: Span::from_millis(10),
             transfer_window: 64,
             seed: node as u64,
+            planted_bug: crate::PlantedBug::None,
         }
     }
 
@@ -157,19 +161,42 @@ fn purpose(stream: u32) -> u32 {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum State {
     /// Lanes run in `current_epoch`; the leader is heard from.
-    Following { leader: NodeId, deadline: Time },
+    Following {
+        leader: NodeId,
+        deadline: Time,
+    },
     Leading(Leading),
     /// No leader known; lanes stopped. An election starts at the deadline.
-    Waiting { deadline: Time },
+    Waiting {
+        deadline: Time,
+    },
     Candidate(Candidate),
     /// Voted for `candidate` in `accepted_epoch`; lanes stopped.
-    Voted { candidate: NodeId, deadline: Time },
+    Voted {
+        candidate: NodeId,
+        deadline: Time,
+    },
     /// Taking a new leader's history (`leader_applied`: its applied id).
-    Syncing { leader: NodeId, leader_applied: Zxid, snapshot: bool, acked: bool, deadline: Time },
+    Syncing {
+        leader: NodeId,
+        leader_applied: Zxid,
+        snapshot: bool,
+        acked: bool,
+        deadline: Time,
+    },
     /// Won; waiting for a quorum to install the history.
-    LeaderSync { acked: NodeSet, granted: NodeSet, deadline: Time },
+    LeaderSync {
+        acked: NodeSet,
+        granted: NodeSet,
+        deadline: Time,
+    },
     /// Catching up with a running epoch; does not vote until promoted.
-    Learner { leader: Option<NodeId>, asked_at: Option<Time>, base: Option<Zxid>, epoch: u32 },
+    Learner {
+        leader: Option<NodeId>,
+        asked_at: Option<Time>,
+        base: Option<Zxid>,
+        epoch: u32,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -193,8 +220,13 @@ struct Join {
     sequenced: Zxid,
     applied: Zxid,
     amnesiac: bool,
-    /// Set once the transfer is sent: promote when it has applied this far.
-    target: Option<Zxid>,
+    /// The learner's request (a new one restarts the join).
+    request: u32,
+    /// Set once the transfer is sent: its base, and the point to promote
+    /// at (once the learner has applied this far).
+    target: Option<(Zxid, Zxid)>,
+    /// Promoted (its lanes count it); StartEpoch sent until it runs.
+    promoted: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -219,7 +251,11 @@ struct Pending {
 
 enum PendingMsg {
     Fixed(ControlBody),
-    JoinInfo { base: Zxid, lids: Vec<u64> },
+    JoinInfo {
+        request: u32,
+        base: Zxid,
+        lids: Vec<u64>,
+    },
 }
 
 pub struct Control {
@@ -235,13 +271,23 @@ pub struct Control {
     /// Lanes run (and the node serves) in `current_epoch`.
     running: bool,
     state: State,
-    /// A new leader's uncommitted history tail this node took (or, at the
-    /// leader, is proposing); applied at StartEpoch.
+    /// This node's current join request (as a learner).
+    join_request: u32,
+    /// The join's snapshot or history is installed (promotion may follow).
+    join_installed: bool,
+    /// Entries this node holds beyond its applied point, which a recovery
+    /// may need (any may be committed): what its lanes held when they
+    /// stopped, or a new leader's uncommitted history it took (or, leading,
+    /// proposes). Kept through failed elections; replaced or applied when a
+    /// new epoch's history is installed.
     tail: Vec<OwnedEntry>,
     last_leader_contact: Time,
     outbox: VecDeque<Pending>,
     sending: Vec<Outgoing>,
     receiving: BTreeMap<(NodeId, u32), Incoming>,
+    /// Transfers received whole (and their chunk counts): a repeated last
+    /// chunk is acknowledged again, never applied twice.
+    finished: BTreeMap<(NodeId, u32), u32>,
     turn: usize,
     /// (epoch, leader) each time this node became leader, for checkers.
     pub leaderships: Vec<(u32, NodeId)>,
@@ -272,7 +318,14 @@ impl Control {
     /// joins as a learner and votes only once promoted.
     pub fn new_learner(cfg: ControlConfig) -> Control {
         let mut c = Control::blank(cfg);
-        c.state = State::Learner { leader: None, asked_at: None, base: None, epoch: 0 };
+        c.voter = c.cfg.planted_bug == crate::PlantedBug::AmnesiacVotes;
+        c.state = State::Learner {
+            leader: None,
+            asked_at: None,
+            base: None,
+            epoch: 0,
+        };
+        c.join_request = c.new_join_request();
         c
     }
 
@@ -286,12 +339,17 @@ impl Control {
             voted_for: None,
             voter: false,
             running: false,
-            state: State::Waiting { deadline: Time::NEVER },
+            state: State::Waiting {
+                deadline: Time::NEVER,
+            },
             tail: Vec::new(),
+            join_request: 0,
+            join_installed: false,
             last_leader_contact: Time::ZERO,
             outbox: VecDeque::new(),
             sending: Vec::new(),
             receiving: BTreeMap::new(),
+            finished: BTreeMap::new(),
             turn: 0,
             leaderships: Vec::new(),
             stats: ControlStats::default(),
@@ -304,6 +362,12 @@ impl Control {
 
     pub fn epoch(&self) -> u32 {
         self.current_epoch
+    }
+
+    /// Whether this node votes: false after a restart without state, until
+    /// it has caught up and been promoted.
+    pub fn voter(&self) -> bool {
+        self.voter
     }
 
     pub fn is_leader(&self) -> bool {
@@ -352,7 +416,11 @@ impl Control {
     }
 
     fn send(&mut self, to: NodeSet, epoch: u32, body: ControlBody) {
-        self.outbox.push_back(Pending { to, epoch, msg: PendingMsg::Fixed(body) });
+        self.outbox.push_back(Pending {
+            to,
+            epoch,
+            msg: PendingMsg::Fixed(body),
+        });
     }
 
     fn send_to(&mut self, to: NodeId, epoch: u32, body: ControlBody) {
@@ -360,18 +428,50 @@ impl Control {
     }
 
     /// Starts sending `items` to `to` as transfer `stream`.
-    fn transfer<'a>(&mut self, to: NodeId, stream: u32, epoch: u32, items: impl Iterator<Item = rzab_wire::Item<'a>>) {
+    fn transfer<'a>(
+        &mut self,
+        to: NodeId,
+        stream: u32,
+        epoch: u32,
+        items: impl Iterator<Item = rzab_wire::Item<'a>>,
+    ) {
         let header = chunk_header(self.cfg.cluster_id, epoch, self.cfg.node);
         self.sending.retain(|o| !(o.to == to && o.stream == stream));
         let out = Outgoing::new(header, to, stream, items, self.cfg.mtu);
         self.sending.push(out);
     }
 
-    /// Stops the lanes if they run; returns what they held.
-    fn stop_lanes(&mut self, host: &mut impl Host) -> Vec<OwnedEntry> {
-        let held = if self.running { host.pause_lanes() } else { Vec::new() };
+    /// Drops transfers being received (a new phase begins).
+    fn forget_transfers(&mut self) {
+        self.receiving.clear();
+        self.finished.clear();
+    }
+
+    /// Whether an outgoing transfer still serves the current state (others
+    /// stop: their receiver moved on, or crashed and came back as another).
+    fn transfer_wanted(&self, to: NodeId, stream: u32) -> bool {
+        let low = |x: u32| x & 0x0FFF_FFFF;
+        match (purpose(stream), &self.state) {
+            (HELD, State::Voted { candidate, .. }) => *candidate == to,
+            (SYNC, State::LeaderSync { .. }) => true,
+            (SYNC, State::Leading(l)) => !l.synced.contains(to) && !l.joins.contains_key(&to),
+            (JOIN_DIFF | JOIN_SNAPSHOT, State::Leading(l)) => l
+                .joins
+                .get(&to)
+                .is_some_and(|j| !j.promoted && low(j.request) == low(stream)),
+            _ => false,
+        }
+    }
+
+    /// Stops the lanes if they run; what they held joins the tail (a
+    /// recovery may need it: it may be committed).
+    fn stop_lanes(&mut self, host: &mut impl Host) {
+        if self.running {
+            self.tail.extend(host.pause_lanes());
+            self.tail.sort_by_key(|e| e.zxid);
+            self.tail.dedup_by_key(|e| e.zxid);
+        }
         self.running = false;
-        held
     }
 
     /// Handles one decoded control datagram.
@@ -384,11 +484,14 @@ impl Control {
         }
         match msg.body {
             Body::Control(ControlMsg::Fixed(b)) => self.on_fixed(now, host, from, h.epoch, b),
-            Body::Control(ControlMsg::Transfer { stream, chunk, last, items }) => {
-                self.on_chunk(now, host, from, h.epoch, stream, chunk, last, items)
-            }
-            Body::Control(ControlMsg::JoinInfo { base, lids }) => {
-                self.on_join_info(now, host, from, h.epoch, base, lids.collect())
+            Body::Control(ControlMsg::Transfer {
+                stream,
+                chunk,
+                last,
+                items,
+            }) => self.on_chunk(now, host, from, h.epoch, stream, chunk, last, items),
+            Body::Control(ControlMsg::JoinInfo { request, base, lids }) => {
+                self.on_join_info(now, host, from, h.epoch, request, base, lids.collect())
             }
             _ => self.stats.rejected += 1,
         }
@@ -397,24 +500,41 @@ impl Control {
     fn on_fixed(&mut self, now: Time, host: &mut impl Host, from: NodeId, epoch: u32, b: ControlBody) {
         match b {
             ControlBody::Heartbeat { .. } => self.on_heartbeat(now, host, from, epoch),
-            ControlBody::Status { applied, accepted_epoch, voter } => {
-                self.on_status(now, host, from, epoch, applied, accepted_epoch, voter)
+            ControlBody::Status {
+                applied,
+                accepted_epoch,
+                voter,
+                synced,
+            } => self.on_status(now, host, from, epoch, applied, accepted_epoch, voter, synced),
+            ControlBody::VoteRequest {
+                current_epoch,
+                applied,
+            } => self.on_vote_request(now, host, from, epoch, current_epoch, applied),
+            ControlBody::Vote {
+                granted,
+                current_epoch,
+                applied,
+                held,
+            } => self.on_vote(now, host, from, epoch, granted, current_epoch, applied, held),
+            ControlBody::NewLeader { applied, snapshot } => {
+                self.on_new_leader(now, host, from, epoch, applied, snapshot)
             }
-            ControlBody::VoteRequest { current_epoch, applied } => {
-                self.on_vote_request(now, host, from, epoch, current_epoch, applied)
-            }
-            ControlBody::Vote { granted, current_epoch, applied, held } => {
-                self.on_vote(now, host, from, epoch, granted, current_epoch, applied, held)
-            }
-            ControlBody::NewLeader { applied, snapshot } => self.on_new_leader(now, host, from, epoch, applied, snapshot),
             ControlBody::TransferAck { stream, chunks } => {
-                if let Some(o) = self.sending.iter_mut().find(|o| o.to == from && o.stream == stream) {
+                if let Some(o) = self
+                    .sending
+                    .iter_mut()
+                    .find(|o| o.to == from && o.stream == stream)
+                {
                     o.on_ack(chunks, now);
                 }
             }
             ControlBody::NewLeaderAck { .. } => self.on_new_leader_ack(now, host, from, epoch),
-            ControlBody::StartEpoch { .. } => self.on_start_epoch(now, host, from, epoch),
-            ControlBody::Join { applied, amnesiac } => self.on_join(now, host, from, epoch, applied, amnesiac),
+            ControlBody::StartEpoch { base } => self.on_start_epoch(now, host, from, epoch, base),
+            ControlBody::Join {
+                applied,
+                amnesiac,
+                request,
+            } => self.on_join(now, host, from, epoch, applied, amnesiac, request),
         }
     }
 
@@ -430,6 +550,10 @@ impl Control {
         last: bool,
         items: rzab_wire::Items<'_>,
     ) {
+        if let Some(&chunks) = self.finished.get(&(from, stream)) {
+            self.send_to(from, epoch, ControlBody::TransferAck { stream, chunks });
+            return;
+        }
         if !self.expects(from, stream) {
             self.stats.rejected += 1;
             return;
@@ -437,8 +561,16 @@ impl Control {
         let inc = self.receiving.entry((from, stream)).or_default();
         inc.on_chunk(chunk, last, items);
         let (received, done) = (inc.received(), inc.done());
-        self.send_to(from, epoch, ControlBody::TransferAck { stream, chunks: received });
+        self.send_to(
+            from,
+            epoch,
+            ControlBody::TransferAck {
+                stream,
+                chunks: received,
+            },
+        );
         if done {
+            self.finished.insert((from, stream), received);
             self.on_transfer_done(now, host, from, stream);
         }
     }
@@ -448,9 +580,19 @@ impl Control {
     fn expects(&self, from: NodeId, stream: u32) -> bool {
         let epoch = stream & 0x0FFF_FFFF;
         match (&self.state, purpose(stream)) {
-            (State::Candidate(c), HELD) => c.granted.contains(from) && epoch == self.accepted_epoch & 0x0FFF_FFFF,
-            (State::Voted { candidate, .. } | State::Syncing { leader: candidate, .. }, SYNC) => *candidate == from,
-            (State::Learner { leader: Some(l), base: Some(_), .. }, JOIN_DIFF | JOIN_SNAPSHOT) => *l == from,
+            (State::Candidate(c), HELD) => {
+                c.granted.contains(from) && epoch == self.accepted_epoch & 0x0FFF_FFFF
+            }
+            (
+                State::Voted { candidate, .. }
+                | State::Syncing {
+                    leader: candidate, ..
+                },
+                SYNC,
+            ) => *candidate == from,
+            (State::Learner { leader: Some(l), .. }, JOIN_DIFF | JOIN_SNAPSHOT) => {
+                *l == from && stream & 0x0FFF_FFFF == self.join_request & 0x0FFF_FFFF
+            }
             _ => false,
         }
     }
@@ -478,7 +620,9 @@ impl Control {
                 }
                 self.leader_checks(now, host);
             }
-            State::Following { deadline, .. } | State::Waiting { deadline } | State::Voted { deadline, .. } => {
+            State::Following { deadline, .. }
+            | State::Waiting { deadline }
+            | State::Voted { deadline, .. } => {
                 if now >= *deadline {
                     self.start_election(now, host);
                 }
@@ -507,20 +651,32 @@ impl Control {
     /// When `handle_timeout` next has something to do.
     pub fn poll_timeout(&self) -> Option<Time> {
         let state = match &self.state {
-            State::Leading(l) => {
-                let joins_waiting = l.joins.values().any(|j| j.target.is_none());
-                let soon = if joins_waiting { Some(Time(0)) } else { None };
-                Some(l.next_heartbeat).min(soon.or(Some(l.next_heartbeat)))
-            }
+            // Joins waiting for the applied point are served at heartbeats.
+            State::Leading(l) => Some(l.next_heartbeat),
             State::Following { deadline, .. }
             | State::Waiting { deadline }
             | State::Voted { deadline, .. }
             | State::Syncing { deadline, .. }
             | State::LeaderSync { deadline, .. } => Some(*deadline),
             State::Candidate(c) => Some(c.deadline),
-            State::Learner { asked_at, .. } => asked_at.map(|t| t + self.cfg.election_timeout),
+            State::Learner {
+                leader,
+                asked_at,
+                base,
+                ..
+            } => {
+                let ask = asked_at
+                    .filter(|_| base.is_none())
+                    .map(|t| t + self.cfg.election_timeout);
+                let silence = leader.map(|_| self.last_leader_contact + self.learner_patience());
+                [ask, silence].into_iter().flatten().min()
+            }
         };
-        let transfers = self.sending.iter().filter_map(|o| o.deadline(self.cfg.transfer_timeout)).min();
+        let transfers = self
+            .sending
+            .iter()
+            .filter_map(|o| o.deadline(self.cfg.transfer_timeout))
+            .min();
         [state, transfers].into_iter().flatten().min()
     }
 
@@ -538,13 +694,26 @@ impl Control {
             };
             let len = match &p.msg {
                 PendingMsg::Fixed(b) => Encoder::control(buf, header, b).ok()?.finish(),
-                PendingMsg::JoinInfo { base, lids } => Encoder::join_info(buf, header, *base, lids).ok()?.finish(),
+                PendingMsg::JoinInfo { request, base, lids } => {
+                    Encoder::join_info(buf, header, *request, *base, lids)
+                        .ok()?
+                        .finish()
+                }
             };
             let dest = match p.to.len() {
                 1 => Dest::Node(p.to.iter().next()?),
                 _ => Dest::Set(p.to),
             };
             return Some(Transmit { dest, len });
+        }
+        let stale: Vec<bool> = self
+            .sending
+            .iter()
+            .map(|o| !self.transfer_wanted(o.to, o.stream))
+            .collect();
+        if stale.iter().any(|&s| s) {
+            let mut it = stale.into_iter();
+            self.sending.retain(|_| !it.next().unwrap_or(false));
         }
         let n = self.sending.len();
         for i in 0..n {
@@ -556,7 +725,10 @@ impl Control {
                 let to = o.to;
                 self.turn = idx + 1;
                 self.stats.transfer_chunks_sent += 1;
-                return Some(Transmit { dest: Dest::Node(to), len });
+                return Some(Transmit {
+                    dest: Dest::Node(to),
+                    len,
+                });
             }
         }
         self.sending.retain(|o| !o.done());

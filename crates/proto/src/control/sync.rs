@@ -2,7 +2,7 @@
 //! and the epoch's history tail, commits once a quorum installed it, and
 //! starts the new epoch.
 
-use super::{Control, Host, LaneStart, State, SYNC, stream};
+use super::{Control, Host, LaneStart, SYNC, State, stream};
 use crate::transfer::Received;
 use crate::{NodeSet, OwnedEntry, Snapshot, Span, Time};
 use rzab_wire::{ControlBody, Item, NodeId, Zxid};
@@ -10,7 +10,12 @@ use rzab_wire::{ControlBody, Item, NodeId, Zxid};
 impl Control {
     /// The election is won: propose the history to the voters.
     pub(super) fn win(&mut self, now: Time, host: &mut impl Host) {
-        let State::Candidate(c) = std::mem::replace(&mut self.state, State::Waiting { deadline: Time::NEVER }) else {
+        let State::Candidate(c) = std::mem::replace(
+            &mut self.state,
+            State::Waiting {
+                deadline: Time::NEVER,
+            },
+        ) else {
             return;
         };
         let epoch = self.accepted_epoch;
@@ -24,7 +29,10 @@ impl Control {
         for (&voter, &their_applied) in &c.applied {
             let diff = host.history_after(their_applied);
             let use_snapshot = diff.is_none();
-            let body = ControlBody::NewLeader { applied, snapshot: use_snapshot };
+            let body = ControlBody::NewLeader {
+                applied,
+                snapshot: use_snapshot,
+            };
             self.send_to(voter, epoch, body);
             let s = stream(SYNC, epoch);
             let tail = std::mem::take(&mut self.tail);
@@ -53,7 +61,11 @@ impl Control {
             self.tail = tail;
         }
         let deadline = now + Span(self.cfg.election_timeout.0 * 8);
-        self.state = State::LeaderSync { acked: NodeSet::from_ids([me]), granted: c.granted, deadline };
+        self.state = State::LeaderSync {
+            acked: NodeSet::from_ids([me]),
+            granted: c.granted,
+            deadline,
+        };
         self.maybe_commit(now, host);
     }
 
@@ -66,25 +78,45 @@ impl Control {
         leader_applied: Zxid,
         snapshot: bool,
     ) {
-        let State::Voted { candidate, .. } = self.state else { return };
+        let State::Voted { candidate, .. } = self.state else {
+            return;
+        };
         if candidate != from || epoch != self.accepted_epoch {
             return;
         }
         let deadline = now + Span(self.cfg.election_timeout.0 * 8);
-        self.state = State::Syncing { leader: from, leader_applied, snapshot, acked: false, deadline };
+        self.state = State::Syncing {
+            leader: from,
+            leader_applied,
+            snapshot,
+            acked: false,
+            deadline,
+        };
         self.try_install_sync(now, host);
     }
 
     /// Installs the new leader's history once both its NewLeader and the
     /// transfer have arrived, and acknowledges it.
     pub(super) fn try_install_sync(&mut self, now: Time, host: &mut impl Host) {
-        let State::Syncing { leader, leader_applied, snapshot, acked: false, .. } = self.state else { return };
+        let State::Syncing {
+            leader,
+            leader_applied,
+            snapshot,
+            acked: false,
+            ..
+        } = self.state
+        else {
+            return;
+        };
         let key = (leader, stream(SYNC, self.accepted_epoch));
         if !self.receiving.get(&key).is_some_and(|i| i.done()) {
             return;
         }
         let items = self.receiving.remove(&key).map(|i| i.items).unwrap_or_default();
-        let mut snap = Snapshot { base: leader_applied, ..Snapshot::default() };
+        let mut snap = Snapshot {
+            base: leader_applied,
+            ..Snapshot::default()
+        };
         let (mut committed, mut tail) = (Vec::new(), Vec::new());
         for item in items {
             match item {
@@ -132,7 +164,9 @@ impl Control {
 
     /// A quorum installed the history: it is committed; start the epoch.
     fn maybe_commit(&mut self, now: Time, host: &mut impl Host) {
-        let State::LeaderSync { acked, .. } = &self.state else { return };
+        let State::LeaderSync { acked, .. } = &self.state else {
+            return;
+        };
         if acked.len() < self.cfg.quorum() {
             return;
         }
@@ -141,7 +175,13 @@ impl Control {
         let epoch = self.current_epoch;
         let tail = std::mem::take(&mut self.tail);
         host.apply(&tail);
-        host.start_lanes(&LaneStart { epoch, leader: me, lids: None, voters: followers, serving: true });
+        host.start_lanes(&LaneStart {
+            epoch,
+            leader: me,
+            lids: None,
+            voters: followers,
+            serving: true,
+        });
         self.running = true;
         self.stats.epochs_started += 1;
         let base = host.applied();
@@ -149,16 +189,36 @@ impl Control {
         self.state = State::Leading(self.new_leading(now, followers));
     }
 
-    pub(super) fn on_start_epoch(&mut self, now: Time, host: &mut impl Host, from: NodeId, epoch: u32) {
+    pub(super) fn on_start_epoch(
+        &mut self,
+        now: Time,
+        host: &mut impl Host,
+        from: NodeId,
+        epoch: u32,
+        base: Zxid,
+    ) {
         match self.state {
-            State::Syncing { leader, acked: true, .. } if leader == from && epoch == self.current_epoch => {
+            State::Syncing {
+                leader, acked: true, ..
+            } if leader == from && epoch == self.current_epoch => {
                 let tail = std::mem::take(&mut self.tail);
                 host.apply(&tail);
-                host.start_lanes(&LaneStart { epoch, leader, lids: None, voters: NodeSet::EMPTY, serving: true });
+                host.start_lanes(&LaneStart {
+                    epoch,
+                    leader,
+                    lids: None,
+                    voters: NodeSet::EMPTY,
+                    serving: true,
+                });
                 self.follow(now, leader);
                 self.stats.epochs_started += 1;
             }
-            State::Learner { leader: Some(leader), base: Some(_), epoch: e, .. } if leader == from && e == epoch => {
+            State::Learner {
+                leader: Some(leader),
+                base: Some(_),
+                epoch: e,
+                ..
+            } if leader == from && e == epoch && self.join_installed && host.applied() >= base => {
                 // Promotion: a caught-up learner becomes a full member.
                 self.voter = true;
                 self.accepted_epoch = self.accepted_epoch.max(epoch);

@@ -32,8 +32,20 @@ impl Host for FakeHost {
         (!self.forgot).then(|| self.history.iter().filter(|e| e.zxid > after).cloned().collect())
     }
     fn snapshot(&mut self) -> Snapshot {
-        let items = self.store.iter().map(|(&key, (zxid, v))| OwnedItem { key, zxid: *zxid, value: v.clone() }).collect();
-        Snapshot { base: self.applied, items, sessions: vec![] }
+        let items = self
+            .store
+            .iter()
+            .map(|(&key, (zxid, v))| OwnedItem {
+                key,
+                zxid: *zxid,
+                value: v.clone(),
+            })
+            .collect();
+        Snapshot {
+            base: self.applied,
+            items,
+            sessions: vec![],
+        }
     }
     fn apply(&mut self, entries: &[OwnedEntry]) {
         for e in entries {
@@ -75,7 +87,16 @@ impl Host for FakeHost {
 }
 
 fn entry(epoch: u32, c: u32) -> OwnedEntry {
-    OwnedEntry { zxid: Zxid::new(epoch, c), lane: 0, origin: 1, op: Op::Put, session: c, seq: 1, key: c as u64, value: vec![c as u8] }
+    OwnedEntry {
+        zxid: Zxid::new(epoch, c),
+        lane: 0,
+        origin: 1,
+        op: Op::Put,
+        session: c,
+        seq: 1,
+        key: c as u64,
+        value: vec![c as u8],
+    }
 }
 
 struct Net {
@@ -92,13 +113,25 @@ impl Net {
             .map(|i| {
                 let mut cfg = ControlConfig::new(7, i, members);
                 cfg.seed = 100 + i as u64;
-                let mut host = FakeHost::default();
-                host.applied = Zxid::epoch_base(1);
-                host.lanes = Some(LaneStart { epoch: 1, leader: 0, lids: None, voters: members.without(0), serving: true });
+                let host = FakeHost {
+                    applied: Zxid::epoch_base(1),
+                    lanes: Some(LaneStart {
+                        epoch: 1,
+                        leader: 0,
+                        lids: None,
+                        voters: members.without(0),
+                        serving: true,
+                    }),
+                    ..FakeHost::default()
+                };
                 Some((Control::new(cfg, 0, Time::ZERO), host))
             })
             .collect();
-        Net { nodes, now: Time::ZERO, cut: Vec::new() }
+        Net {
+            nodes,
+            now: Time::ZERO,
+            cut: Vec::new(),
+        }
     }
 
     fn crash(&mut self, n: NodeId) {
@@ -166,12 +199,20 @@ impl Net {
             }
             self.step();
         }
-        let states: Vec<_> = self.nodes.iter().map(|n| n.as_ref().map(|(c, _)| (c.state_name(), c.epoch()))).collect();
+        let states: Vec<_> = self
+            .nodes
+            .iter()
+            .map(|n| n.as_ref().map(|(c, _)| (c.state_name(), c.epoch())))
+            .collect();
         panic!("{what} did not happen within {ms} ms: {states:?}");
     }
 
     fn leader(&self) -> Option<NodeId> {
-        self.nodes.iter().flatten().find(|(c, _)| c.is_leader()).map(|(c, _)| c.cfg.node)
+        self.nodes
+            .iter()
+            .flatten()
+            .find(|(c, _)| c.is_leader())
+            .map(|(c, _)| c.cfg.node)
     }
 }
 
@@ -182,7 +223,12 @@ fn a_healthy_leader_keeps_its_followers() {
         net.step();
     }
     assert_eq!(net.leader(), Some(0));
-    assert!(net.nodes.iter().flatten().all(|(c, _)| c.epoch() == 1 && c.serving()));
+    assert!(
+        net.nodes
+            .iter()
+            .flatten()
+            .all(|(c, _)| c.epoch() == 1 && c.serving())
+    );
     assert_eq!(net.ctl(1).stats().elections_started, 0);
 }
 
@@ -194,19 +240,35 @@ fn a_dead_leader_is_replaced_and_the_union_of_held_entries_survives() {
     net.host_mut(1).held = vec![entry(1, 1), entry(1, 2), entry(1, 3)];
     net.host_mut(2).held = vec![entry(1, 1), entry(1, 2), entry(1, 4)];
     net.crash(0);
-    net.run_until("a new leader", 300, |n| n.leader().is_some() && n.nodes.iter().flatten().all(|(c, _)| c.serving()));
+    net.run_until("a new leader", 300, |n| {
+        n.leader().is_some() && n.nodes.iter().flatten().all(|(c, _)| c.serving())
+    });
     let leader = net.leader().unwrap();
     assert!(leader == 1 || leader == 2);
     for n in [1, 2] {
         let h = net.host(n);
         let applied: Vec<u32> = h.history.iter().map(|e| e.zxid.counter()).collect();
-        assert_eq!(applied, vec![1, 2, 3, 4], "node {n} applied the whole recovered history");
+        assert_eq!(
+            applied,
+            vec![1, 2, 3, 4],
+            "node {n} applied the whole recovered history"
+        );
         assert_eq!(net.ctl(n).epoch(), 2);
         let lanes = h.lanes.as_ref().unwrap();
         assert_eq!((lanes.epoch, lanes.leader), (2, leader));
-        assert_eq!(h.applied, Zxid::epoch_base(2), "the new epoch's lanes start at its base");
+        assert_eq!(
+            h.applied,
+            Zxid::epoch_base(2),
+            "the new epoch's lanes start at its base"
+        );
     }
-    let won: Vec<_> = net.nodes.iter().flatten().flat_map(|(c, _)| c.leaderships.clone()).filter(|l| l.0 == 2).collect();
+    let won: Vec<_> = net
+        .nodes
+        .iter()
+        .flatten()
+        .flat_map(|(c, _)| c.leaderships.clone())
+        .filter(|l| l.0 == 2)
+        .collect();
     assert_eq!(won.len(), 1, "one leader of epoch 2: {won:?}");
 }
 
@@ -222,10 +284,15 @@ fn a_follower_behind_gets_the_history_it_missed_or_a_snapshot() {
         net.host_mut(1).forgot = forgot;
         net.host_mut(2).apply(&all[..2]);
         net.crash(0);
-        net.run_until("node 1 leads epoch 2", 300, |n| n.leader() == Some(1) && n.ctl(2).serving());
+        net.run_until("node 1 leads epoch 2", 300, |n| {
+            n.leader() == Some(1) && n.ctl(2).serving()
+        });
         assert_eq!(net.host(2).store, net.host(1).store, "forgot={forgot}");
         let s = net.ctl(1).stats();
-        assert_eq!((s.snapshots_sent, s.diffs_sent), if forgot { (1, 0) } else { (0, 1) });
+        assert_eq!(
+            (s.snapshots_sent, s.diffs_sent),
+            if forgot { (1, 0) } else { (0, 1) }
+        );
     }
 }
 
@@ -238,7 +305,9 @@ fn a_voter_denies_a_candidate_that_is_behind() {
     // Node 1 cannot reach node 2 but node 2 reaches everyone: only node 2
     // can win (node 1 is behind it).
     net.crash(0);
-    net.run_until("node 2 leads", 500, |n| n.leader() == Some(2) && n.ctl(1).serving());
+    net.run_until("node 2 leads", 500, |n| {
+        n.leader() == Some(2) && n.ctl(1).serving()
+    });
     assert_eq!(net.host(1).applied.epoch(), 2);
     assert_eq!(net.host(1).history.len(), 3, "node 1 got what it lacked");
 }
@@ -273,11 +342,20 @@ fn a_restarted_node_joins_as_a_learner_and_is_promoted() {
     assert_eq!(net.host(0).learners, vec![2]);
     assert_eq!(net.host(0).promoted, vec![2]);
     let lanes = net.host(2).lanes.as_ref().unwrap();
-    assert_eq!((lanes.epoch, lanes.leader, lanes.lids.clone()), (1, 0, Some(vec![0])));
-    assert_eq!(net.ctl(0).stats().snapshots_sent, 1, "an amnesiac node gets a snapshot");
+    assert_eq!(
+        (lanes.epoch, lanes.leader, lanes.lids.clone()),
+        (1, 0, Some(vec![0]))
+    );
+    assert_eq!(
+        net.ctl(0).stats().snapshots_sent,
+        1,
+        "an amnesiac node gets a snapshot"
+    );
     // It votes from now on: it can take part in the next election.
     net.crash(0);
-    net.run_until("a leader of epoch 2", 500, |n| n.leader().is_some() && n.ctl(2).epoch() == 2);
+    net.run_until("a leader of epoch 2", 500, |n| {
+        n.leader().is_some() && n.ctl(2).epoch() == 2
+    });
 }
 
 #[test]
@@ -286,9 +364,16 @@ fn a_deposed_leader_rejoins_through_the_new_one() {
     net.step();
     // The leader is cut off from both followers (it still hears them).
     net.cut.extend([(0, 1), (0, 2)]);
-    net.run_until("a new leader", 500, |n| n.nodes.iter().flatten().any(|(c, _)| c.is_leader() && c.epoch() == 2));
+    net.run_until("a new leader", 500, |n| {
+        n.nodes
+            .iter()
+            .flatten()
+            .any(|(c, _)| c.is_leader() && c.epoch() == 2)
+    });
     net.cut.clear();
-    net.run_until("node 0 back, following", 500, |n| n.ctl(0).serving() && !n.ctl(0).is_leader());
+    net.run_until("node 0 back, following", 500, |n| {
+        n.ctl(0).serving() && !n.ctl(0).is_leader()
+    });
     assert_eq!(net.ctl(0).epoch(), 2);
     assert!(net.ctl(0).stats().step_downs >= 1 || net.ctl(0).stats().joins_requested >= 1);
 }
@@ -299,7 +384,9 @@ fn a_lone_node_is_its_own_quorum() {
     net.host_mut(0).held = vec![entry(1, 1)];
     net.nodes[0].as_mut().unwrap().0.state = State::Waiting { deadline: Time(1) };
     net.nodes[0].as_mut().unwrap().0.running = true;
-    net.run_until("it leads epoch 2", 100, |n| n.leader() == Some(0) && n.ctl(0).epoch() == 2);
+    net.run_until("it leads epoch 2", 100, |n| {
+        n.leader() == Some(0) && n.ctl(0).epoch() == 2
+    });
     assert_eq!(net.host(0).history.len(), 1);
 }
 
@@ -317,6 +404,14 @@ fn transfers_from_strangers_are_refused() {
     let (c, host) = net.nodes[2].as_mut().unwrap();
     c.handle(now, host, &decode(&buf[..len]).unwrap());
     assert_eq!(c.stats().rejected, 1);
-    assert!(c.receiving.is_empty(), "nothing buffered for a transfer never asked for");
-    let _ = Received::Session(rzab_wire::SessionItem { origin: 0, lane: 0, session: 0, seq: 0 });
+    assert!(
+        c.receiving.is_empty(),
+        "nothing buffered for a transfer never asked for"
+    );
+    let _ = Received::Session(rzab_wire::SessionItem {
+        origin: 0,
+        lane: 0,
+        session: 0,
+        seq: 0,
+    });
 }

@@ -9,13 +9,16 @@ fn sid(node: u8) -> SessionId {
         node,
         lane: 0,
         index: 0,
+        inc: 0,
     }
 }
 
 fn applied(zxid: u64, seq: u32, key: u64) -> Applied {
     Applied {
         zxid,
-        session: sid(1),
+        origin: 1,
+        lane: 0,
+        session: 0,
         seq,
         key,
         op: Op::Put,
@@ -32,15 +35,26 @@ fn write(seq: u32, key: u64, completed: Option<u64>) -> WriteRec {
         tag: 100 + seq as u64,
         issued_at: Time(0),
         completed: completed.map(|z| (Time(1), z)),
+        abandoned: false,
     }
 }
 
-/// Session 1 wrote seq 1 (key 7) and seq 2 (key 8), both applied everywhere.
+fn life(node: u8, inc: u32, base: u64, applied: Vec<Applied>) -> Incarnation {
+    Incarnation {
+        node,
+        inc,
+        base,
+        applied,
+    }
+}
+
+/// Session 1 wrote seq 1 (key 7) and seq 2 (key 8), both applied by nodes 0 and 1.
 fn good() -> History {
     let seq = vec![applied(1, 1, 7), applied(2, 2, 8)];
     let mut h = History {
         writes: vec![write(1, 7, Some(1)), write(2, 8, Some(2))],
-        applied: vec![seq.clone(), seq],
+        incarnations: vec![life(0, 0, 0, seq.clone()), life(1, 0, 0, seq)],
+        leaderships: vec![(1, 0)],
         ..History::default()
     };
     h.session_ops(sid(1))
@@ -48,17 +62,21 @@ fn good() -> History {
     h
 }
 
-fn read(h: &mut History, key: u64, zxid: u64, tag: u64, applied: usize) {
+fn read(h: &mut History, key: u64, zxid: u64, tag: u64, gate: u64) {
     let i = h.reads.len();
     h.reads.push(ReadRec {
         session: sid(1),
         key,
         zxid,
         tag,
-        applied,
+        gate,
         at: Time(2),
     });
     h.session_ops(sid(1)).push(SessionOp::Read(i));
+}
+
+fn all(h: &History) -> Vec<Violation> {
+    check_all(h, Time(5))
 }
 
 #[test]
@@ -66,63 +84,101 @@ fn a_good_history_passes_every_check() {
     let mut h = good();
     read(&mut h, 7, 1, 101, 2);
     read(&mut h, 9, 0, 0, 2);
-    assert_eq!(check_all(&h, Time(5)), vec![]);
+    assert_eq!(all(&h), vec![]);
 }
 
 #[test]
-fn diverging_replicas_break_agreement() {
+fn two_writes_under_one_id_break_agreement() {
     let mut h = good();
-    h.applied[1].swap(0, 1);
-    let out = agreement(&h);
-    assert!(out.iter().any(|v| v.detail.contains("at position 0")), "{out:?}");
-    assert!(
-        out.iter().any(|v| v.detail.contains("not dense")),
-        "the swapped order is also out of id order"
-    );
-    let mut h = good();
-    h.applied[0][1].zxid = 3;
-    h.applied[1][1].zxid = 3;
-    assert!(agreement(&h)[0].detail.contains("not dense"));
+    h.incarnations[1].applied[1].tag = 555;
+    let (_, out) = sequence(&h);
+    assert!(out[0].detail.contains("applied as"), "{out:?}");
 }
 
 #[test]
-fn a_lagging_prefix_is_agreement() {
+fn skipping_or_reordering_breaks_agreement() {
     let mut h = good();
-    h.applied[1].pop();
-    assert_eq!(agreement(&h), vec![]);
+    h.incarnations[1].applied.swap(0, 1);
+    let (seq, _) = sequence(&h);
+    assert!(agreement(&h, &seq)[0].detail.contains("skipped or reordered"));
+    let mut h = good();
+    h.incarnations[1].applied.remove(0);
+    let (seq, _) = sequence(&h);
+    assert_eq!(agreement(&h, &seq).len(), 1, "node 1 skipped id 1");
+}
+
+#[test]
+fn a_lagging_prefix_and_a_later_life_from_a_snapshot_are_agreement() {
+    let mut h = good();
+    h.incarnations[1].applied.pop();
+    // Node 2 restarted, installed a snapshot at id 1, then applied id 2.
+    h.incarnations.push(life(2, 1, 1, vec![applied(2, 2, 8)]));
+    let (seq, out) = sequence(&h);
+    assert_eq!(out, vec![]);
+    assert_eq!(agreement(&h, &seq), vec![]);
 }
 
 #[test]
 fn an_invented_or_doubled_write_breaks_validity() {
     let mut h = good();
-    for a in &mut h.applied {
-        a.push(Applied { zxid: 3, ..a[0] });
+    for inc in &mut h.incarnations {
+        let again = Applied {
+            zxid: 3,
+            ..inc.applied[0]
+        };
+        inc.applied.push(again);
     }
-    let out = validity(&h);
-    assert!(out.iter().any(|v| v.detail.contains("more than once")), "{out:?}");
+    let (seq, _) = sequence(&h);
+    assert!(
+        validity(&h, &seq)
+            .iter()
+            .any(|v| v.detail.contains("applied twice"))
+    );
     let mut h = good();
     h.writes.pop();
-    assert!(validity(&h)[0].detail.contains("never issued"));
+    let (seq, _) = sequence(&h);
+    assert!(validity(&h, &seq)[0].detail.contains("matches no issued write"));
 }
 
 #[test]
 fn a_completed_write_missing_from_the_sequence_breaks_completion() {
     let mut h = good();
     h.writes[1].completed = Some((Time(1), 9));
-    assert_eq!(completion(&h).len(), 1);
+    let (seq, _) = sequence(&h);
+    assert_eq!(completion(&h, &seq).len(), 1);
+}
+
+#[test]
+fn an_acknowledged_write_lost_by_a_new_epoch_is_caught() {
+    // Write 2 completed as id 2, but the surviving nodes' history has
+    // another write there after a leader change.
+    let mut h = good();
+    let other = Applied {
+        zxid: 2,
+        seq: 3,
+        tag: 103,
+        ..applied(2, 3, 8)
+    };
+    h.incarnations[0].applied[1] = other;
+    h.incarnations[1].applied[1] = other;
+    h.writes.push(write(3, 8, None));
+    let out = all(&h);
+    assert!(out.iter().any(|v| v.check == "completion"), "{out:?}");
 }
 
 #[test]
 fn reading_an_older_value_than_own_write_is_caught() {
     let mut h = good();
-    // After its write to key 7 (zxid 1) completed, the session reads key 7 absent.
-    read(&mut h, 7, 0, 0, 2);
-    let out = sessions(&h);
-    assert_eq!(
-        out.len(),
-        2,
-        "older than observed, and not its node's state: {out:?}"
-    );
+    // After its write to key 7 (id 1) completed, the session reads key 7
+    // absent at a node that had applied nothing.
+    read(&mut h, 7, 0, 0, 0);
+    let out = sessions(&h, &sequence(&h).0);
+    assert_eq!(out.len(), 1, "older than observed: {out:?}");
+    let mut h = good();
+    // The node had applied id 1 yet returned the key absent.
+    read(&mut h, 7, 0, 0, 1);
+    let out = sessions(&h, &sequence(&h).0);
+    assert!(out[0].detail.contains("not key 7's value"), "{out:?}");
 }
 
 #[test]
@@ -132,22 +188,33 @@ fn reads_going_backwards_across_keys_are_caught() {
         ..good()
     };
     h.sessions.clear();
-    // Key 8 at zxid 2 (prefix >= 2), then key 7 absent (valid only for prefix 0).
+    // Key 8 at id 2 (prefix 2), then key 7 absent (valid only for prefix 0).
     read(&mut h, 8, 2, 102, 2);
     read(&mut h, 7, 0, 0, 0);
-    assert_eq!(sessions(&h).len(), 1);
+    assert_eq!(sessions(&h, &sequence(&h).0).len(), 1);
 }
 
 #[test]
 fn a_read_of_a_value_never_written_is_caught() {
     let mut h = good();
     read(&mut h, 7, 1, 999, 2);
-    assert!(sessions(&h)[0].detail.contains("no such write"));
+    assert_eq!(sessions(&h, &sequence(&h).0).len(), 1);
 }
 
 #[test]
-fn pending_writes_break_liveness() {
+fn two_leaders_in_one_epoch_are_caught() {
+    let mut h = good();
+    h.leaderships.extend([(2, 1), (2, 2), (3, 2)]);
+    let out = one_leader_per_epoch(&h);
+    assert_eq!(out.len(), 1);
+    assert!(out[0].detail.contains("epoch 2"));
+}
+
+#[test]
+fn pending_writes_break_liveness_unless_abandoned() {
     let mut h = good();
     h.writes[1].completed = None;
     assert_eq!(liveness(&h, Time(9)).len(), 1);
+    h.writes[1].abandoned = true;
+    assert_eq!(liveness(&h, Time(9)), vec![]);
 }
