@@ -22,4 +22,6 @@ echo "== loom model checks (seqlock, apply gate)"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
     cargo test --release -p rzab-proto -p rzab-store --test loom
 
+./scripts/test-rdma-vm.sh   # RDMA on real verbs in a Soft-RoCE VM (Debian, root; RZAB_SKIP_RDMA_VM=1 skips)
+
 echo "== all tests passed"

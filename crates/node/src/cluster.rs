@@ -5,6 +5,7 @@
 
 use crate::config::{ConfigError, PollMode, ProtoConfig, RunConfig, WorkloadConfig, bad};
 use rzab_proto::{BroadcastMode, MAX_NODES, NodeId};
+use rzab_transport::rdma::{Credits, RDMA_UDP_QKEY, RdmaConfig};
 use rzab_transport::udp::UdpConfig;
 use serde::{Deserialize, Serialize};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -16,13 +17,16 @@ use std::path::Path;
 pub struct NodeEntry {
     pub id: NodeId,
     pub address: SocketAddr,
+    /// With `transport.kind = "rdma"`: this node's device, if not `rdma.device`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rdma_device: Option<String>,
 }
 
 /// How datagrams travel.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TransportSection {
-    /// Only "udp" for now.
+    /// "udp", or "rdma" (InfiniBand or RoCE UD; see `[rdma]`).
     pub kind: String,
     /// Multicast group address and base port (lane t uses port + t).
     pub multicast_group: SocketAddrV4,
@@ -47,6 +51,63 @@ impl Default for TransportSection {
             gro: true,
         }
     }
+}
+
+/// The RDMA transport's settings (`transport.kind = "rdma"`). Lane t of a
+/// node bootstraps over UDP on its address's port + t and joins multicast
+/// group `transport.multicast_group`'s address + t (its port is not used).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RdmaSection {
+    /// The device as `ibv_devinfo` names it, for every node (a node's
+    /// `rdma_device` overrides it); empty: the device that carries each
+    /// node's address.
+    pub device: String,
+    /// The device port (from 1), used with a named device.
+    pub port: u8,
+    /// The GID table entry; absent: on RoCE the RoCE v2 GID of the node's
+    /// IPv4 address, on InfiniBand entry 0.
+    pub gid_index: Option<u8>,
+    pub qkey: u32,
+    /// Receive buffers per lane; 0 sizes them from the credits.
+    pub recv_depth: usize,
+    /// Send queue depth (a power of two, at least 128).
+    pub send_depth: usize,
+    /// One send in this many is signaled.
+    pub signal_every: usize,
+    /// Inline bytes asked of the device.
+    pub max_inline: usize,
+}
+
+impl Default for RdmaSection {
+    fn default() -> Self {
+        let d = RdmaConfig::new(0, 0, Vec::new());
+        RdmaSection {
+            device: String::new(),
+            port: d.port,
+            gid_index: d.gid_index,
+            qkey: RDMA_UDP_QKEY,
+            recv_depth: d.recv_depth,
+            send_depth: d.send_depth,
+            signal_every: d.signal_every,
+            max_inline: d.max_inline,
+        }
+    }
+}
+
+impl RdmaSection {
+    fn is_default(&self) -> bool {
+        *self == RdmaSection::default()
+    }
+}
+
+/// Settings of this process only, from its command line: not part of the
+/// file, so not of the digest the members compare.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LocalOverrides {
+    pub rdma_device: Option<String>,
+    pub rdma_port: Option<u8>,
+    pub rdma_gid_index: Option<u8>,
 }
 
 /// How long things may take.
@@ -86,6 +147,8 @@ pub struct ClusterFile {
     pub lanes: u8,
     #[serde(default)]
     pub transport: TransportSection,
+    #[serde(default, skip_serializing_if = "RdmaSection::is_default")]
+    pub rdma: RdmaSection,
     #[serde(default)]
     pub protocol: ProtoConfig,
     #[serde(default)]
@@ -93,6 +156,8 @@ pub struct ClusterFile {
     #[serde(default)]
     pub run: RunSection,
     pub nodes: Vec<NodeEntry>,
+    #[serde(skip)]
+    pub local: LocalOverrides,
 }
 
 fn one() -> u8 {
@@ -126,6 +191,7 @@ impl ClusterFile {
             leader: cfg.leader,
             lanes: cfg.lanes,
             transport,
+            rdma: RdmaSection::default(),
             protocol: cfg.proto.clone(),
             workload: cfg.workload.clone(),
             run: RunSection {
@@ -141,8 +207,10 @@ impl ClusterFile {
                 .map(|(i, &address)| NodeEntry {
                     id: i as NodeId,
                     address,
+                    rdma_device: None,
                 })
                 .collect(),
+            local: LocalOverrides::default(),
         }
     }
 
@@ -188,6 +256,83 @@ impl ClusterFile {
         // Only followers receive broadcasts.
         c.join_group = node != self.leader;
         c
+    }
+
+    /// The RDMA endpoint config of `lane` at `node` (with this process's
+    /// command-line overrides).
+    pub fn rdma(&self, node: NodeId, lane: u8) -> RdmaConfig {
+        let members = self.nodes.iter().map(|n| (n.id, n.address)).collect();
+        let mut c = RdmaConfig::new(node, lane as usize, members);
+        let r = &self.rdma;
+        let entry = self.nodes.iter().find(|n| n.id == node);
+        let device = (self.local.rdma_device.clone())
+            .or_else(|| entry.and_then(|n| n.rdma_device.clone()))
+            .unwrap_or_else(|| r.device.clone());
+        c.cluster_id = self.cluster_id;
+        c.device = (!device.is_empty()).then_some(device);
+        c.port = self.local.rdma_port.unwrap_or(r.port);
+        c.gid_index = self.local.rdma_gid_index.or(r.gid_index);
+        c.qkey = r.qkey;
+        c.mtu = self.protocol.mtu;
+        c.broadcast = self.protocol.broadcast;
+        c.group = *self.transport.multicast_group.ip();
+        c.join_group = node != self.leader;
+        c.credits = Credits {
+            prepare: self.protocol.prepare_credits,
+            commit: self.protocol.commit_credits,
+            write: self.protocol.write_credits,
+        };
+        c.recv_depth = r.recv_depth;
+        c.send_depth = r.send_depth;
+        c.signal_every = r.signal_every;
+        c.max_inline = r.max_inline;
+        c.bootstrap_timeout = std::time::Duration::from_secs_f64(self.run.handshake_timeout_s);
+        c
+    }
+
+    fn validate_rdma(&self) -> Result<(), ConfigError> {
+        let r = &self.rdma;
+        if r.port == 0 {
+            return Err(bad("rdma.port", "ports count from 1"));
+        }
+        if r.qkey & 0x8000_0000 != 0 {
+            return Err(bad(
+                "rdma.qkey",
+                format!("{:#x} has the high bit set (a controlled QKey)", r.qkey),
+            ));
+        }
+        let min = rzab_transport::rdma::config::MIN_SEND_DEPTH;
+        if r.send_depth < min || !r.send_depth.is_power_of_two() {
+            return Err(bad(
+                "rdma.send_depth",
+                format!("{} must be a power of two, at least {min}", r.send_depth),
+            ));
+        }
+        if r.signal_every == 0 || r.signal_every > r.send_depth / 2 {
+            return Err(bad(
+                "rdma.signal_every",
+                format!(
+                    "{} must be in 1..={} (half of send_depth)",
+                    r.signal_every,
+                    r.send_depth / 2
+                ),
+            ));
+        }
+        let max = rzab_transport::rdma::config::MAX_UD_MTU;
+        if self.protocol.mtu > max {
+            return Err(bad(
+                "protocol.mtu",
+                format!("{} exceeds RDMA's largest MTU, {max}", self.protocol.mtu),
+            ));
+        }
+        if let Some(i) = self
+            .nodes
+            .iter()
+            .position(|n| n.rdma_device.as_deref() == Some(""))
+        {
+            return Err(bad(&format!("nodes[{i}].rdma_device"), "is empty"));
+        }
+        Ok(())
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -237,11 +382,15 @@ impl ClusterFile {
                 }
             }
         }
-        if self.transport.kind != "udp" {
-            return Err(bad(
-                "transport.kind",
-                format!("'{}' is not supported (only udp)", self.transport.kind),
-            ));
+        match self.transport.kind.as_str() {
+            "udp" => {}
+            "rdma" => self.validate_rdma()?,
+            other => {
+                return Err(bad(
+                    "transport.kind",
+                    format!("'{other}' is not supported (udp or rdma)"),
+                ));
+            }
         }
         let group = self.transport.multicast_group;
         if self.protocol.broadcast == BroadcastMode::Multicast && !group.ip().is_multicast() {
@@ -361,5 +510,62 @@ address = "127.0.0.1:7002"
             "cluster_id = 7\n[transport]\nmulticast_group = \"10.0.0.1:9\"",
         );
         assert!(parse(&not_mcast).is_err());
+    }
+
+    fn rdma_file() -> String {
+        GOOD.replace(
+            "lanes = 2\n",
+            "lanes = 2\n\n[transport]\nkind = \"rdma\"\n\n[rdma]\ndevice = \"mlx5_0\"\ngid_index = 3\n",
+        )
+        .replacen(
+            "address = \"127.0.0.2:7000\"",
+            "address = \"127.0.0.2:7000\"\nrdma_device = \"mlx5_1\"",
+            1,
+        )
+    }
+
+    #[test]
+    fn an_rdma_file_names_each_nodes_device_and_overrides_stay_local() {
+        let mut f = parse(&rdma_file()).unwrap();
+        let c = f.rdma(1, 1);
+        assert_eq!(
+            (c.device.as_deref(), c.gid_index, c.lane, c.port, c.cluster_id),
+            (Some("mlx5_1"), Some(3), 1, 1, 7)
+        );
+        assert_eq!(f.rdma(0, 0).device.as_deref(), Some("mlx5_0"));
+        assert_eq!((c.credits.prepare, c.broadcast), (8, BroadcastMode::Unicast));
+        assert!(c.layout().is_ok());
+        assert_eq!(parse(&f.to_toml()).unwrap(), f);
+        let digest = f.digest();
+        f.local.rdma_device = Some("rxe0".into());
+        f.local.rdma_gid_index = Some(1);
+        assert_eq!(f.rdma(1, 0).device.as_deref(), Some("rxe0"));
+        assert_eq!(f.rdma(1, 0).gid_index, Some(1));
+        assert_eq!(f.digest(), digest, "command-line overrides are not in the digest");
+        let udp = parse(GOOD).unwrap();
+        assert!(!udp.to_toml().contains("[rdma]"), "a UDP file stays as it was");
+        assert_eq!(udp.rdma(0, 0).device, None, "no name: the device of the address");
+    }
+
+    #[test]
+    fn rdma_errors_name_the_field() {
+        let f = rdma_file();
+        let with = |extra: &str| f.replace("gid_index = 3\n", &format!("gid_index = 3\n{extra}\n"));
+        assert_eq!(error_field(&with("send_depth = 100")), "rdma.send_depth");
+        assert_eq!(error_field(&with("signal_every = 0")), "rdma.signal_every");
+        assert_eq!(error_field(&with("port = 0")), "rdma.port");
+        assert_eq!(error_field(&with("qkey = 2147483649")), "rdma.qkey");
+        assert_eq!(error_field(&f.replace("mlx5_1", "")), "nodes[1].rdma_device");
+        assert_eq!(error_field(&f.replace("\"rdma\"", "\"verbs\"")), "transport.kind");
+        assert_eq!(
+            error_field(&f.replace("prepare_credits = 8", "prepare_credits = 8\nmtu = 9000")),
+            "protocol.mtu"
+        );
+        assert!(
+            parse(&with("devices = 1"))
+                .unwrap_err()
+                .reason
+                .contains("devices")
+        );
     }
 }

@@ -1,5 +1,5 @@
 //! `rzab node`: one replica of a cluster described in a cluster file, as
-//! its own process over UDP. Standalone it prints its stats and times its
+//! its own process over UDP (or RDMA). Standalone it prints its stats and times its
 //! own drain; supervised (by `bench --transport udp`) it reports JSON lines
 //! on stdout and takes `drain` and `stop` on stdin.
 
@@ -10,6 +10,8 @@ use crate::report::NodeOutcome;
 use crate::runner::{Local, Prepared, RunError, run_intervals};
 use crate::stats::Snapshot;
 use rzab_proto::NodeId;
+use rzab_transport::Transport;
+use rzab_transport::rdma::RdmaEndpoint;
 use rzab_transport::udp::UdpEndpoint;
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Write};
@@ -62,11 +64,38 @@ pub fn run_node(
     result
 }
 
+/// Runs over the transport the file names.
 fn run(
     file: &ClusterFile,
     id: NodeId,
     supervised: bool,
     out: &mut dyn Write,
+) -> Result<NodeOutcome, RunError> {
+    if file.transport.kind == "rdma" {
+        // Each lane learns its peers' queue pairs before the handshake.
+        let open = |l: u8| {
+            let mut e = RdmaEndpoint::open(&file.rdma(id, l))?;
+            e.bootstrap(&mut |waiting| {
+                eprintln!("rzab node {id} lane {l}: waiting for the RDMA addresses of nodes {waiting:?}")
+            })
+            .map_err(|e| std::io::Error::new(e.kind(), format!("RDMA bootstrap, lane {l}: {e}")))?;
+            Ok(e)
+        };
+        let info = |e: &RdmaEndpoint| serde_json::to_value(e.info()).ok();
+        return run_with(file, id, supervised, out, open, info);
+    }
+    let open = |l: u8| UdpEndpoint::new(&file.udp(id, l));
+    let info = |e: &UdpEndpoint| serde_json::to_value(e.info()).ok();
+    run_with(file, id, supervised, out, open, info)
+}
+
+fn run_with<T: Transport + 'static>(
+    file: &ClusterFile,
+    id: NodeId,
+    supervised: bool,
+    out: &mut dyn Write,
+    open: impl Fn(u8) -> std::io::Result<T>,
+    info_of: impl Fn(&T) -> Option<serde_json::Value>,
 ) -> Result<NodeOutcome, RunError> {
     let cfg = file.run_config();
     if id as usize >= file.nodes.len() {
@@ -77,12 +106,10 @@ fn run(
     }
     // Bind every lane first, so peers' early datagrams are queued, not refused.
     let mut endpoints = (0..file.lanes)
-        .map(|l| UdpEndpoint::new(&file.udp(id, l)).map(Some))
+        .map(|l| open(l).map(Some))
         .collect::<std::io::Result<Vec<_>>>()
         .map_err(|e| RunError::Setup(format!("node {id}: {e}")))?;
-    let info = endpoints[0]
-        .as_ref()
-        .and_then(|e| serde_json::to_value(e.info()).ok());
+    let info = endpoints[0].as_ref().and_then(info_of);
     let prepared = Prepared::new(&cfg, &[id])?;
     let hs = Handshake {
         cluster_id: file.cluster_id,

@@ -24,16 +24,29 @@ pub struct NodeArgs {
     /// Report JSON lines on stdout and take drain/stop on stdin (used by `bench --transport udp`).
     #[arg(long, hide = true)]
     pub supervised: bool,
+    /// RDMA device for this node, as ibv_devinfo names it (overrides the file).
+    #[arg(long, value_name = "NAME")]
+    pub rdma_device: Option<String>,
+    /// RDMA device port, from 1 (overrides the file).
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u8).range(1..))]
+    pub rdma_port: Option<u8>,
+    /// RDMA GID index (overrides the file; default: the GID of the node's address).
+    #[arg(long, value_name = "INDEX")]
+    pub rdma_gid_index: Option<u8>,
 }
 
 pub fn node(args: NodeArgs) -> ExitCode {
-    let file = match ClusterFile::load(&args.config) {
+    let mut file = match ClusterFile::load(&args.config) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("rzab: error: invalid cluster file, {}: {}", e.field, e.reason);
             return ExitCode::from(2);
         }
     };
+    // This process's own settings: not part of the file's digest.
+    file.local.rdma_device = args.rdma_device;
+    file.local.rdma_port = args.rdma_port;
+    file.local.rdma_gid_index = args.rdma_gid_index;
     let mut stdout = std::io::stdout();
     let outcome = match run_node(&file, args.id, args.supervised, &mut stdout) {
         Ok(o) => o,

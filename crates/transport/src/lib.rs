@@ -10,12 +10,15 @@
 //! - [`inproc`]: every node of a cluster in one process, bounded queues.
 //! - [`lossy`]: a wrapper that loses received datagrams at random.
 //! - [`udp`]: UDP/IPv4 on Linux, batched, with segmentation offload and multicast.
+//! - [`rdma`]: RDMA Unreliable Datagram (InfiniBand or RoCE) with RDMA
+//!   multicast; the verbs part needs the `rdma` feature.
 //! - [`netbench`]: the loopback UDP ceiling, measured through [`udp`].
 
 pub mod batch;
 pub mod inproc;
 pub mod lossy;
 pub mod netbench;
+pub mod rdma;
 pub mod udp;
 mod wake;
 
@@ -59,6 +62,14 @@ pub struct TransportStats {
     pub gro_segments: u64,
     /// Datagrams lost on purpose by the [`lossy`] wrapper.
     pub dropped_injected: u64,
+    /// RDMA: send doorbells (each posts one list of work requests), the
+    /// send work requests they carried, those sent inline and those
+    /// signaled, and completion-queue polls (send and receive).
+    pub doorbells: u64,
+    pub work_requests: u64,
+    pub inline_sends: u64,
+    pub signaled_sends: u64,
+    pub cq_polls: u64,
 }
 
 impl TransportStats {
@@ -80,6 +91,11 @@ impl TransportStats {
         self.gso_segments += o.gso_segments;
         self.gro_reads += o.gro_reads;
         self.gro_segments += o.gro_segments;
+        self.doorbells += o.doorbells;
+        self.work_requests += o.work_requests;
+        self.inline_sends += o.inline_sends;
+        self.signaled_sends += o.signaled_sends;
+        self.cq_polls += o.cq_polls;
     }
 }
 

@@ -16,13 +16,13 @@
 
 mod cmsg;
 mod config;
-mod doorbell;
+pub(crate) mod doorbell;
 mod recv;
 mod route;
 mod scratch;
 mod send;
 mod socket;
-mod sys;
+pub(crate) mod sys;
 
 pub use config::UdpConfig;
 
