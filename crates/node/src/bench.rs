@@ -13,15 +13,23 @@ pub fn run_inproc(cfg: &RunConfig, out: &mut dyn Write) -> Result<Report, RunErr
     cfg.validate()?;
     let fabric = Fabric::new(FabricConfig {
         members: cfg.members(),
-        lanes: cfg.lanes as usize,
+        // One more lane for the control plane.
+        lanes: cfg.lanes as usize + 1,
         mtu: cfg.proto.mtu,
         queue_depth: cfg.queue_depth,
     });
     let ids: Vec<u8> = (0..cfg.nodes).collect();
-    let mut local = Local::start(cfg, &ids, None, |n, l| {
-        let seed = crate::workload::lane_seed(cfg.workload.seed ^ 0x10_55, n, l);
-        Ok(Lossy::new(fabric.endpoint(n, l as usize), cfg.loss, seed))
-    })?;
+    let lanes = cfg.lanes as usize;
+    let mut local = Local::start(
+        cfg,
+        &ids,
+        None,
+        |n, l| {
+            let seed = crate::workload::lane_seed(cfg.workload.seed ^ 0x10_55, n, l);
+            Ok(Lossy::new(fabric.endpoint(n, l as usize), cfg.loss, seed))
+        },
+        |n| Ok(fabric.endpoint(n, lanes)),
+    )?;
     let _ = writeln!(
         out,
         "rzab bench: {} nodes x {} lanes, {} keys, in-process transport",

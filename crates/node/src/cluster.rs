@@ -253,8 +253,21 @@ impl ClusterFile {
         c.socket_buffer = self.transport.socket_buffer;
         c.gso = self.transport.gso;
         c.gro = self.transport.gro;
-        // Only followers receive broadcasts.
-        c.join_group = node != self.leader;
+        // Any node may lead after a failover, so every node receives
+        // broadcasts (the leader drops its own, heard back).
+        c.join_group = true;
+        c
+    }
+
+    /// The control plane's endpoint at `node`: UDP on port `base + lanes`
+    /// (over RDMA too: control traffic is light), unicast only.
+    pub fn control_udp(&self, node: NodeId) -> UdpConfig {
+        let mut c = self.udp(node, self.lanes);
+        c.broadcast = rzab_proto::BroadcastMode::Unicast;
+        c.join_group = false;
+        c.gso = false;
+        c.gro = false;
+        c.socket_buffer = c.socket_buffer.min(4 << 20);
         c
     }
 
@@ -276,7 +289,7 @@ impl ClusterFile {
         c.mtu = self.protocol.mtu;
         c.broadcast = self.protocol.broadcast;
         c.group = *self.transport.multicast_group.ip();
-        c.join_group = node != self.leader;
+        c.join_group = true;
         c.credits = Credits {
             prepare: self.protocol.prepare_credits,
             commit: self.protocol.commit_credits,

@@ -1,7 +1,7 @@
 //! The run-time configuration of a cluster run: shape, protocol knobs and
 //! workload. Every knob has the prototype's value as default where it had one.
 
-use rzab_proto::{BroadcastMode, LaneConfig, NodeId, NodeSet, Span};
+use rzab_proto::{BroadcastMode, ControlConfig, LaneConfig, NodeId, NodeSet, Span};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::PathBuf;
@@ -140,6 +140,16 @@ pub struct ProtoConfig {
     pub window: usize,
     pub retransmit_timeout_us: u64,
     pub min_retransmit_timeout_us: u64,
+    /// Leader heartbeat period (failure detection).
+    pub heartbeat_ms: f64,
+    /// Silence from the leader after which a follower starts an election
+    /// (randomized in [t, 2t)).
+    pub election_timeout_ms: f64,
+    /// Retransmission timeout of state transfers (snapshots, histories).
+    pub transfer_timeout_ms: f64,
+    /// Applied writes each lane keeps so a node that missed a few gets
+    /// them instead of a whole snapshot.
+    pub history_retained: usize,
 }
 
 impl Default for ProtoConfig {
@@ -157,6 +167,10 @@ impl Default for ProtoConfig {
             window: d.window,
             retransmit_timeout_us: d.retransmit_timeout.as_micros(),
             min_retransmit_timeout_us: d.min_retransmit_timeout.as_micros(),
+            heartbeat_ms: 5.0,
+            election_timeout_ms: 25.0,
+            transfer_timeout_ms: 10.0,
+            history_retained: 1 << 16,
         }
     }
 }
@@ -221,10 +235,16 @@ impl RunConfig {
         NodeSet::from_ids(0..self.nodes)
     }
 
-    /// The lane state machine config for `lane` at `node`.
+    /// The lane state machine config for `lane` at `node` in the first epoch.
     pub fn lane_config(&self, node: NodeId, lane: u8) -> LaneConfig {
+        self.lane_config_in(node, lane, 1, self.leader)
+    }
+
+    /// The lane config for `lane` at `node` in `epoch`, led by `leader`.
+    pub fn lane_config_in(&self, node: NodeId, lane: u8, epoch: u32, leader: NodeId) -> LaneConfig {
         let p = &self.proto;
-        let mut c = LaneConfig::new(self.cluster_id, node, self.members(), self.leader, lane);
+        let mut c = LaneConfig::new(self.cluster_id, node, self.members(), leader, lane);
+        c.epoch = epoch;
         c.mtu = p.mtu;
         c.value_max = self.workload.value_size;
         c.broadcast = p.broadcast;
@@ -239,6 +259,20 @@ impl RunConfig {
         c.max_pending_writes = self.workload.sessions.max(1) as usize;
         c.retransmit_timeout = Span::from_micros(p.retransmit_timeout_us);
         c.min_retransmit_timeout = Span::from_micros(p.min_retransmit_timeout_us);
+        c
+    }
+
+    /// The control plane's config at `node` (seeded per node and process
+    /// start, so restarted nodes draw fresh election timeouts).
+    pub fn control_config(&self, node: NodeId, seed: u64) -> ControlConfig {
+        let p = &self.proto;
+        let ms = |v: f64| Span((v * 1e6) as u64);
+        let mut c = ControlConfig::new(self.cluster_id, node, self.members());
+        c.mtu = p.mtu;
+        c.heartbeat = ms(p.heartbeat_ms);
+        c.election_timeout = ms(p.election_timeout_ms);
+        c.transfer_timeout = ms(p.transfer_timeout_ms);
+        c.seed = seed;
         c
     }
 
@@ -272,11 +306,35 @@ impl RunConfig {
         if self.queue_depth == 0 {
             return Err(bad("queue-depth", "must be at least 1"));
         }
+        self.validate_control()?;
         self.validate_workload()?;
         // The lane configs must be valid too; report their field names.
         self.lane_config(self.leader, 0)
             .validate()
             .map_err(|e| bad(e.field, e.reason))
+    }
+
+    fn validate_control(&self) -> Result<(), ConfigError> {
+        let p = &self.proto;
+        for (field, v) in [
+            ("heartbeat-ms", p.heartbeat_ms),
+            ("election-timeout-ms", p.election_timeout_ms),
+            ("transfer-timeout-ms", p.transfer_timeout_ms),
+        ] {
+            if !(0.01..=600_000.0).contains(&v) {
+                return Err(bad(field, format!("{v} is not in 0.01..=600000 milliseconds")));
+            }
+        }
+        if p.election_timeout_ms < 2.0 * p.heartbeat_ms {
+            return Err(bad(
+                "election-timeout-ms",
+                format!(
+                    "{} must be at least twice the heartbeat ({} ms), or followers give up on a live leader",
+                    p.election_timeout_ms, p.heartbeat_ms
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn validate_workload(&self) -> Result<(), ConfigError> {

@@ -2,6 +2,11 @@
 //! to every member until it has heard from all of them and all of them are
 //! ready, so nodes may start in any order (no "machine 0 first", no
 //! registry). Members that started with another cluster file are refused.
+//! A node that hears a running member answer instead (the cluster runs
+//! without it: it restarted after a crash) stops there and joins the
+//! running cluster as a learner; it lost its state, so it must not vote
+//! until caught up. (A node that loses the start-up race to a member that
+//! already runs joins the same way: safe, at the cost of a snapshot.)
 
 use rzab_proto::{Dest, NodeId, NodeSet};
 use rzab_transport::{RecvBatch, SendBatch, Transport};
@@ -36,11 +41,20 @@ const RESEND: Duration = Duration::from_millis(50);
 
 /// Runs the handshake on `t` (lane 0). `progress` is told, about once a
 /// second, whom it still waits for.
+/// How the handshake ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// Every member is here: start the cluster together.
+    Fresh,
+    /// Members already run: join them.
+    Rejoin,
+}
+
 pub fn handshake<T: Transport>(
     t: &mut T,
     h: &Handshake,
     progress: &mut dyn FnMut(&str),
-) -> Result<(), HandshakeError> {
+) -> Result<Start, HandshakeError> {
     let others = h.members.without(h.me);
     let mut heard = NodeSet::from_ids([h.me]);
     let mut ready = NodeSet::EMPTY;
@@ -55,7 +69,7 @@ pub fn handshake<T: Transport>(
             last_sent = Some(Instant::now());
         }
         if done {
-            return Ok(());
+            return Ok(Start::Fresh);
         }
         if start.elapsed() >= h.timeout {
             return Err(HandshakeError::Timeout {
@@ -93,6 +107,9 @@ pub fn handshake<T: Transport>(
                     theirs: b.config_digest,
                     ours: h.digest,
                 });
+            }
+            if b.answer {
+                return Ok(Start::Rejoin);
             }
             heard.insert(from);
             if b.ready {

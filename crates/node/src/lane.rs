@@ -3,13 +3,13 @@
 //! to do.
 
 use crate::config::PollMode;
-use crate::node::NodeShared;
+use crate::node::{Applied, LaneCmd, LaneReply, NodeShared};
 use crate::session::{Session, Violations};
 use crate::stats::{LaneShared, Progress, RuntimeStats, Snapshot};
 use crate::value;
 use crate::workload::{Trace, TraceOp};
 use hdrhistogram::Histogram;
-use rzab_proto::{Dest, NodeSet};
+use rzab_proto::{Dest, NodeSet, Sequencer};
 use rzab_proto::{LaneStats, Time};
 use rzab_proto::{Role, Submitted};
 use rzab_store::ItemMeta;
@@ -92,7 +92,11 @@ pub struct HelloReply {
 pub struct LaneSetup<T> {
     pub node: Arc<NodeShared>,
     pub lane: u8,
-    pub role: Role,
+    /// The role at start (none for a node joining a running cluster: its
+    /// control thread starts the lane).
+    pub role: Option<Role>,
+    pub sequencer: Option<Arc<Sequencer>>,
+    pub serving: bool,
     pub transport: T,
     pub trace: Trace,
     pub sessions: u32,
@@ -117,7 +121,14 @@ const PUBLISH_EVERY_NS: u64 = 1_000_000;
 pub struct LaneWorker<T> {
     node: Arc<NodeShared>,
     lane: u8,
-    role: Role,
+    role: Option<Role>,
+    sequencer: Option<Arc<Sequencer>>,
+    /// Sessions may issue (the node runs in the current epoch).
+    serving: bool,
+    /// Receive and acknowledge, but do not apply (a snapshot is arriving).
+    hold: bool,
+    /// Protocol counters of the roles of earlier epochs.
+    proto_before: LaneStats,
     transport: T,
     send: SendBatch,
     recv: RecvBatch,
@@ -159,6 +170,10 @@ impl<T: Transport> LaneWorker<T> {
             node: s.node,
             lane: s.lane,
             role: s.role,
+            sequencer: s.sequencer,
+            serving: s.serving,
+            hold: false,
+            proto_before: LaneStats::default(),
             transport: s.transport,
             send: SendBatch::new(BATCH, mtu),
             recv: RecvBatch::new(BATCH, mtu),
@@ -236,17 +251,113 @@ impl<T: Transport> LaneWorker<T> {
     /// One pass over every input. Returns whether anything happened.
     fn turn(&mut self, now: Time, issue: bool) -> Result<bool, String> {
         self.rt.turns += 1;
+        let commands = self.commands(now);
         let received = self.receive(now)?;
         let applied = self.apply(now)?;
-        let issued = if issue {
-            self.issue(now)
-        } else {
-            self.retry_submits()
+        let issued = match (self.serving && self.role.is_some(), issue) {
+            (false, _) => 0,
+            (true, true) => self.issue(now),
+            (true, false) => self.retry_submits(),
         };
-        self.role.handle_timeout(now);
-        self.sequence()?;
+        if let Some(r) = self.role.as_mut() {
+            r.handle_timeout(now);
+        }
+        self.sequence();
         let sent = self.transmit(now)?;
-        Ok(received + applied + issued + sent > 0)
+        Ok(commands + received + applied + issued + sent > 0)
+    }
+
+    /// Carries out the control thread's requests.
+    fn commands(&mut self, now: Time) -> usize {
+        let mut n = 0;
+        while let Ok(cmd) = self.node.links[self.lane as usize].cmd_rx.try_recv() {
+            n += 1;
+            let reply = match cmd {
+                LaneCmd::Pause => Some(LaneReply::Held(self.pause())),
+                LaneCmd::Start {
+                    role,
+                    sequencer,
+                    serving,
+                    hold,
+                } => {
+                    self.role = Some(*role);
+                    self.sequencer = sequencer;
+                    self.hold = hold;
+                    if serving {
+                        self.serve();
+                    }
+                    None
+                }
+                LaneCmd::Resume => {
+                    self.hold = false;
+                    None
+                }
+                LaneCmd::Serve => {
+                    self.serve();
+                    None
+                }
+                LaneCmd::AddLearner { node, fence } => {
+                    // Writes appended but not yet sequenced would get ids
+                    // past the point the fence covers: sequence them first.
+                    self.sequence();
+                    Some(LaneReply::Learner(match self.role.as_mut() {
+                        Some(Role::Leader(l)) => l.add_learner(node, now, fence),
+                        _ => None,
+                    }))
+                }
+                LaneCmd::Promote { node } => Some(LaneReply::Promoted(match self.role.as_mut() {
+                    Some(Role::Leader(l)) => l.promote(node),
+                    _ => false,
+                })),
+            };
+            if let Some(r) = reply {
+                let _ = self.node.links[self.lane as usize].reply_tx.send(r);
+            }
+        }
+        n
+    }
+
+    /// The epoch is over: stop the role, keep the sessions (their pending
+    /// writes are submitted again, or found applied, when serving resumes).
+    fn pause(&mut self) -> Vec<rzab_proto::OwnedEntry> {
+        let Some(role) = self.role.take() else {
+            return Vec::new();
+        };
+        let held = role.held();
+        self.proto_before.add(role.stats());
+        self.sequencer = None;
+        self.serving = false;
+        self.hold = false;
+        for s in &mut self.sessions {
+            if let Some(p) = s.pending.as_mut() {
+                p.submitted = false;
+            }
+        }
+        held
+    }
+
+    /// Sessions may issue again: a pending write the node has applied
+    /// meanwhile (through a recovered history or a snapshot) completes;
+    /// others are submitted again (the leader refuses a second copy).
+    fn serve(&mut self) {
+        self.serving = true;
+        let (me, lane) = (self.node.id, self.lane);
+        let now = self.clock.now();
+        for idx in 0..self.sessions.len() {
+            let last = self.node.records(lane as usize).seqs.last(me, lane, idx as u32);
+            let s = &mut self.sessions[idx];
+            match (s.pending, last) {
+                (Some(p), Some((seq, zxid))) if seq >= p.seq => {
+                    if let Some(pp) = s.pending.as_mut() {
+                        pp.submitted = true;
+                    }
+                    self.complete(idx as u32, p.seq, zxid.0, now);
+                }
+                (Some(_), _) => {}
+                (None, Some((seq, _))) => s.seq = s.seq.max(seq),
+                (None, None) => {}
+            }
+        }
     }
 
     fn receive(&mut self, now: Time) -> Result<usize, String> {
@@ -266,7 +377,11 @@ impl<T: Transport> LaneWorker<T> {
                         hellos.insert(m.header.sender);
                     }
                 }
-                Ok(m) => self.role.handle(now, &m),
+                Ok(m) => {
+                    if let Some(r) = self.role.as_mut() {
+                        r.handle(now, &m);
+                    }
+                }
                 Err(_) => self.rt.decode_errors += 1,
             }
         }
@@ -310,22 +425,36 @@ impl<T: Transport> LaneWorker<T> {
     /// Applies committed entries while the gate admits them.
     fn apply(&mut self, now: Time) -> Result<usize, String> {
         let mut applied = 0;
-        while let Some(e) = self.role.next_apply() {
+        let lane = self.lane as usize;
+        while !self.hold {
+            let Some(role) = self.role.as_mut() else { break };
+            let Some(e) = role.next_apply() else { break };
             let z = e.meta.zxid;
             if !self.node.gate.is_next(z) {
+                if z <= self.node.gate.applied() {
+                    // In the snapshot or history this node joined from.
+                    role.skip_applied();
+                    self.rt.skipped_applied += 1;
+                    continue;
+                }
                 self.rt.gate_waits += 1;
                 break;
             }
-            let store = &self.node.store;
-            let done = match e.meta.op {
-                Op::Put => store.put(e.meta.key, e.value, z.0).map(|_| ()),
-                Op::Delete => store.delete(e.meta.key, z.0).map(|_| ()),
+            let a = Applied {
+                zxid: z,
+                key: e.meta.key,
+                session: e.meta.session,
+                seq: e.meta.seq,
+                origin: e.meta.origin,
+                op: e.meta.op,
+                value: e.value,
             };
-            done.map_err(|err| format!("node {} cannot apply {z}: {err}", self.node.id))?;
-            self.node.history.record(&e);
+            self.node
+                .apply(lane, &a)
+                .map_err(|err| format!("node {} cannot apply {z}: {err}", self.node.id))?;
             self.node.gate.publish(z);
-            let (origin, session, seq) = (e.meta.origin, e.meta.session, e.meta.seq);
-            self.role.advance_apply();
+            let (origin, session, seq) = (a.origin, a.session, a.seq);
+            role.advance_apply();
             if origin == self.node.id {
                 self.complete(session, seq, z.0, now);
             }
@@ -333,6 +462,7 @@ impl<T: Transport> LaneWorker<T> {
         }
         if applied > 0 {
             self.node.wake_lanes(self.lane as usize);
+            self.node.standing.note_apply(crate::controller::mono_ns());
         }
         Ok(applied)
     }
@@ -410,7 +540,10 @@ impl<T: Transport> LaneWorker<T> {
             op: Op::Put,
             value: &self.value_buf,
         };
-        match self.role.submit(&w) {
+        let Some(role) = self.role.as_mut() else {
+            return false;
+        };
+        match role.submit(&w) {
             Submitted::Accepted => {
                 if let Some(p) = self.sessions[idx].pending.as_mut() {
                     p.submitted = true;
@@ -476,11 +609,14 @@ impl<T: Transport> LaneWorker<T> {
         }
     }
 
-    fn sequence(&mut self) -> Result<(), String> {
-        if let (Role::Leader(l), Some(seq)) = (&mut self.role, self.node.sequencer.as_ref()) {
-            l.sequence(seq).map_err(|e| e.to_string())?;
+    /// Gives appended writes their ids. An exhausted epoch (2^32 ids)
+    /// leaves them waiting: the leader's control thread starts a new one.
+    fn sequence(&mut self) {
+        if let (Some(Role::Leader(l)), Some(seq)) = (&mut self.role, self.sequencer.as_ref())
+            && l.sequence(seq).is_err()
+        {
+            self.rt.epoch_exhausted += 1;
         }
-        Ok(())
     }
 
     fn transmit(&mut self, now: Time) -> Result<usize, String> {
@@ -490,7 +626,8 @@ impl<T: Transport> LaneWorker<T> {
                 sent += self.flush()?;
                 continue;
             };
-            match self.role.poll_transmit(now, buf) {
+            let Some(role) = self.role.as_mut() else { break };
+            match role.poll_transmit(now, buf) {
                 Some(t) => self.send.push(t.dest, t.len),
                 None => break,
             }
@@ -520,7 +657,11 @@ impl<T: Transport> LaneWorker<T> {
         } else if idle <= polls {
             std::thread::yield_now();
         } else {
-            let until = self.role.poll_timeout().unwrap_or(Time::NEVER);
+            let until = self
+                .role
+                .as_ref()
+                .and_then(|r| r.poll_timeout())
+                .unwrap_or(Time::NEVER);
             let wait = Duration::from_nanos(until.0.saturating_sub(now.0)).min(MAX_SLEEP);
             self.rt.sleeps += 1;
             let _ = self.transport.wait(wait);
@@ -529,13 +670,17 @@ impl<T: Transport> LaneWorker<T> {
 
     fn publish(&mut self, now: Time) {
         self.last_publish = now;
-        let mut progress = progress(&self.role);
+        let mut progress = self.role.as_ref().map(progress).unwrap_or_default();
         progress.blocked_sessions = self.sessions.iter().filter(|s| s.is_blocked()).count() as u64;
         progress.failed = self.error.is_some();
         progress.draining = self.control.get() != Phase::Running;
         progress.issued_all = self.ops_left == 0;
+        let mut proto = self.proto_before;
+        if let Some(r) = &self.role {
+            proto.add(r.stats());
+        }
         self.shared.publish(Snapshot {
-            proto: *self.role.stats(),
+            proto,
             runtime: self.rt,
             transport: self.transport.stats(),
             progress,

@@ -5,7 +5,10 @@
 pub mod bench;
 pub mod cluster;
 pub mod config;
+pub mod controller;
+pub mod faults;
 pub mod handshake;
+pub mod host;
 pub mod lane;
 pub mod monitor;
 pub mod netns;

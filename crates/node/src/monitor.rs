@@ -48,7 +48,7 @@ impl Monitor {
         for (w, s) in self.lanes.iter().zip(snaps) {
             if node.is_none_or(|n| n == w.node) {
                 total.add_counters(s);
-                total.progress.leader |= s.progress.leader;
+                total.progress.leader |= s.progress.leader && !s.progress.down;
             }
         }
         total
@@ -104,6 +104,9 @@ impl Monitor {
         let snaps = self.snapshots();
         let mut waiting = Vec::new();
         for (w, s) in self.lanes.iter().zip(&snaps) {
+            if s.progress.down {
+                continue;
+            }
             if !s.progress.draining {
                 waiting.push(format!("node {} lane {} has not seen the drain", w.node, w.lane));
             }
@@ -125,7 +128,7 @@ impl Monitor {
                 self.lanes
                     .iter()
                     .zip(&snaps)
-                    .filter(move |(w, _)| w.lane as usize == lane)
+                    .filter(move |(w, s)| w.lane as usize == lane && !s.progress.down)
             };
             let Some((_, leader)) = of_lane().find(|(_, s)| s.progress.leader) else {
                 continue;
@@ -158,7 +161,9 @@ impl Monitor {
 
     /// Whether every lane issued all the operations it was given.
     pub fn all_issued(&self) -> bool {
-        self.snapshots().iter().all(|s| s.progress.issued_all)
+        self.snapshots()
+            .iter()
+            .all(|s| s.progress.issued_all || s.progress.down)
     }
 
     /// Treats `flag` being set as a failure (to stop on Ctrl-C).
@@ -169,7 +174,10 @@ impl Monitor {
     /// Whether any lane reported a failure (or the run was aborted).
     pub fn failed(&self) -> bool {
         self.abort.as_ref().is_some_and(|a| a.load(Ordering::SeqCst))
-            || self.snapshots().iter().any(|s| s.progress.failed)
+            || self
+                .snapshots()
+                .iter()
+                .any(|s| s.progress.failed && !s.progress.down)
     }
 }
 

@@ -1,36 +1,48 @@
-//! What the lanes of one node share: the store, the apply gate, the
-//! sequencer (on the leader), and a hash chain of the applied history.
+//! What the lanes and the control thread of one node share: the store, the
+//! apply gate, each lane's applied-write records (session table, recent
+//! history), the command links to the lanes, where the node stands in the
+//! protocol, and a hash chain of the applied history.
 
-use rzab_proto::{ApplyGate, EntryRef, NodeId, Sequencer, Zxid};
+use rzab_proto::{ApplyGate, HistoryLog, NodeId, Op, OwnedEntry, Role, Sequencer, SessionSeqs, Zxid};
 use rzab_store::{Store, StoreConfig, StoreError};
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
 
 /// A running hash over every write applied at a node, in apply order.
-/// Two replicas that applied the same sequence have equal chains at equal
-/// counts. Updated only by the lane the gate admits, so Relaxed suffices:
-/// the gate's Release/Acquire orders consecutive updates.
+/// Two replicas that applied the same sequence from the same start have
+/// equal chains at equal counts. Updated only by whoever the gate admits,
+/// so Relaxed suffices: the gate's Release/Acquire orders updates.
 #[derive(Debug, Default)]
 pub struct History {
     chain: AtomicU64,
     count: AtomicU64,
 }
 
+/// The fields of an applied write the chain covers.
+pub struct Applied<'a> {
+    pub zxid: Zxid,
+    pub key: u64,
+    pub session: u32,
+    pub seq: u32,
+    pub origin: NodeId,
+    pub op: Op,
+    pub value: &'a [u8],
+}
+
 impl History {
-    pub fn record(&self, e: &EntryRef<'_>) {
-        let m = e.meta;
+    pub fn record(&self, a: &Applied<'_>) {
         let mut fixed = [0u8; 30];
-        fixed[0..8].copy_from_slice(&m.zxid.0.to_le_bytes());
-        fixed[8..16].copy_from_slice(&m.key.to_le_bytes());
-        fixed[16..20].copy_from_slice(&m.session.to_le_bytes());
-        fixed[20..24].copy_from_slice(&m.seq.to_le_bytes());
-        fixed[24] = m.origin;
-        fixed[25] = m.op as u8;
-        fixed[26..28].copy_from_slice(&m.len.to_le_bytes());
+        fixed[0..8].copy_from_slice(&a.zxid.0.to_le_bytes());
+        fixed[8..16].copy_from_slice(&a.key.to_le_bytes());
+        fixed[16..20].copy_from_slice(&a.session.to_le_bytes());
+        fixed[20..24].copy_from_slice(&a.seq.to_le_bytes());
+        fixed[24] = a.origin;
+        fixed[25] = a.op as u8;
+        fixed[26..28].copy_from_slice(&(a.value.len() as u16).to_le_bytes());
         let h = self.chain.load(Ordering::Relaxed);
         let h = xxhash_rust::xxh3::xxh3_64_with_seed(&fixed, h);
-        let h = xxhash_rust::xxh3::xxh3_64_with_seed(e.value, h);
+        let h = xxhash_rust::xxh3::xxh3_64_with_seed(a.value, h);
         self.chain.store(h, Ordering::Relaxed);
         self.count
             .store(self.count.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
@@ -45,27 +57,173 @@ impl History {
     }
 }
 
+/// What a lane records about the writes it applied, for recovery: the last
+/// write of each session of this lane, and the latest writes themselves.
+/// Locked by the lane on apply (uncontended) and by the control thread
+/// rarely (elections, joins).
+#[derive(Debug)]
+pub struct LaneRecords {
+    pub seqs: SessionSeqs,
+    pub history: HistoryLog,
+}
+
+/// A request from the control thread to a lane.
+pub enum LaneCmd {
+    /// Stop the role (its epoch is over); reply with what it held.
+    Pause,
+    /// Run `role` (with the leader's sequencer); with `hold`, receive and
+    /// acknowledge but do not apply until `Resume` (a joining node whose
+    /// snapshot is still arriving).
+    Start {
+        role: Box<Role>,
+        sequencer: Option<Arc<Sequencer>>,
+        serving: bool,
+        hold: bool,
+    },
+    /// Apply again after a hold.
+    Resume,
+    /// Sessions may issue: resolve pending writes against the session table.
+    Serve,
+    /// (Leader) add a learner; reply with its lid and what lies below it.
+    AddLearner { node: NodeId, fence: bool },
+    /// (Leader) count a caught-up learner; reply whether the lane agreed.
+    Promote { node: NodeId },
+}
+
+pub enum LaneReply {
+    Held(Vec<OwnedEntry>),
+    Learner(Option<(u64, Zxid)>),
+    Promoted(bool),
+}
+
+/// The two channels between the control thread and one lane.
+pub struct LaneLink {
+    pub cmd_tx: crossbeam_channel::Sender<LaneCmd>,
+    pub cmd_rx: crossbeam_channel::Receiver<LaneCmd>,
+    pub reply_tx: crossbeam_channel::Sender<LaneReply>,
+    pub reply_rx: crossbeam_channel::Receiver<LaneReply>,
+}
+
+impl LaneLink {
+    fn new() -> LaneLink {
+        let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+        let (reply_tx, reply_rx) = crossbeam_channel::unbounded();
+        LaneLink {
+            cmd_tx,
+            cmd_rx,
+            reply_tx,
+            reply_rx,
+        }
+    }
+}
+
+/// No leader known.
+pub const NO_LEADER: u8 = u8::MAX;
+
+/// Where the node stands in the protocol (for reports and the supervisor).
+#[derive(Debug)]
+pub struct Standing {
+    pub epoch: AtomicU32,
+    pub leader: AtomicU8,
+    pub serving: AtomicBool,
+    /// This process's node started without state and joined a running cluster.
+    pub rejoined: AtomicBool,
+    /// Monotonic ns when the node last became leader and when it first
+    /// committed in that epoch (0: not yet), for failover figures.
+    pub led_at_ns: AtomicU64,
+    pub first_commit_ns: AtomicU64,
+    /// Monotonic ns when a rejoining node was promoted (caught up).
+    pub caught_up_ns: AtomicU64,
+    /// Monotonic ns of the last apply, and the gaps between applies longer
+    /// than [`GAP_NS`] (start, end): the unavailability windows.
+    pub last_apply_ns: AtomicU64,
+    pub gaps: Mutex<Vec<(u64, u64)>>,
+    /// Keys received in the snapshot this node joined from.
+    pub installed_keys: AtomicU64,
+}
+
+/// Gaps between applies worth recording (under load applies come every
+/// few microseconds; a failover stops them for milliseconds).
+pub const GAP_NS: u64 = 5_000_000;
+
+impl Standing {
+    /// Notes applies at `now_ns` (monotonic), recording a long gap before them.
+    pub fn note_apply(&self, now_ns: u64) {
+        let last = self.last_apply_ns.swap(now_ns, Ordering::Relaxed);
+        if last != 0
+            && now_ns > last + GAP_NS
+            && let Ok(mut g) = self.gaps.lock()
+            && g.len() < 10_000
+        {
+            g.push((last, now_ns));
+        }
+    }
+
+    pub fn gaps(&self) -> Vec<(u64, u64)> {
+        self.gaps.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+}
+
 pub struct NodeShared {
     pub id: NodeId,
     pub store: Store,
     pub gate: ApplyGate,
-    /// The id source of the leader's lanes (None on followers).
-    pub sequencer: Option<Sequencer>,
     pub history: History,
-    /// Every lane's waker, to wake lanes waiting on the gate.
+    pub records: Vec<Mutex<LaneRecords>>,
+    pub links: Vec<LaneLink>,
+    pub standing: Standing,
+    /// Every lane's waker, to wake lanes waiting on the gate or a command.
     wakers: OnceLock<Vec<Waker>>,
 }
 
 impl NodeShared {
-    pub fn new(id: NodeId, store: StoreConfig, epoch: u32, leader: bool) -> Result<NodeShared, StoreError> {
+    /// A node whose last applied id is `applied`, with `lanes` lanes that
+    /// each retain `retained` applied writes for recovery.
+    pub fn new(
+        id: NodeId,
+        store: StoreConfig,
+        lanes: u8,
+        applied: Zxid,
+        retained: usize,
+    ) -> Result<NodeShared, StoreError> {
         Ok(NodeShared {
             id,
             store: Store::new(store)?,
-            gate: ApplyGate::new(Zxid::epoch_base(epoch)),
-            sequencer: leader.then(|| Sequencer::new(Zxid::epoch_base(epoch))),
+            gate: ApplyGate::new(applied),
             history: History::default(),
+            records: (0..lanes)
+                .map(|_| {
+                    Mutex::new(LaneRecords {
+                        seqs: SessionSeqs::default(),
+                        history: HistoryLog::new(retained, applied),
+                    })
+                })
+                .collect(),
+            links: (0..lanes).map(|_| LaneLink::new()).collect(),
+            standing: Standing {
+                epoch: AtomicU32::new(applied.epoch()),
+                leader: AtomicU8::new(NO_LEADER),
+                serving: AtomicBool::new(false),
+                rejoined: AtomicBool::new(false),
+                led_at_ns: AtomicU64::new(0),
+                first_commit_ns: AtomicU64::new(0),
+                caught_up_ns: AtomicU64::new(0),
+                last_apply_ns: AtomicU64::new(0),
+                gaps: Mutex::new(Vec::new()),
+                installed_keys: AtomicU64::new(0),
+            },
             wakers: OnceLock::new(),
         })
+    }
+
+    pub fn lanes(&self) -> usize {
+        self.links.len()
+    }
+
+    /// A lane's records (a poisoned lock still holds valid data: every
+    /// update is a single insert).
+    pub fn records(&self, lane: usize) -> MutexGuard<'_, LaneRecords> {
+        self.records[lane].lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Registers the lanes' wakers (once, before the lanes start).
@@ -73,7 +231,7 @@ impl NodeShared {
         let _ = self.wakers.set(wakers);
     }
 
-    /// Wakes every lane but `except`: the gate moved.
+    /// Wakes every lane but `except` (the gate moved, or a command waits).
     pub fn wake_lanes(&self, except: usize) {
         if let Some(ws) = self.wakers.get() {
             for (i, w) in ws.iter().enumerate() {
@@ -82,5 +240,38 @@ impl NodeShared {
                 }
             }
         }
+    }
+
+    /// Applies one committed write the gate admitted: the store, the hash
+    /// chain, and the lane's records. (After a fuzzy snapshot, the writes
+    /// replayed after its base may briefly put older versions back; the
+    /// replay in id order ends in the exact state, as in ZooKeeper.)
+    pub fn apply(&self, lane: usize, a: &Applied<'_>) -> Result<(), StoreError> {
+        match a.op {
+            Op::Put => self.store.put(a.key, a.value, a.zxid.0)?,
+            Op::Delete => {
+                self.store.delete(a.key, a.zxid.0)?;
+            }
+        }
+        self.history.record(a);
+        let mut r = self.records(lane);
+        r.seqs.record(a.origin, lane as u8, a.session, a.seq, a.zxid);
+        r.history.push_with(|e| {
+            e.zxid = a.zxid;
+            e.lane = lane as u8;
+            e.origin = a.origin;
+            e.op = a.op;
+            e.session = a.session;
+            e.seq = a.seq;
+            e.key = a.key;
+            e.value.clear();
+            e.value.extend_from_slice(a.value);
+        });
+        Ok(())
+    }
+
+    /// Whether this node leads (for reports).
+    pub fn is_leader(&self) -> bool {
+        self.standing.leader.load(Ordering::Relaxed) == self.id
     }
 }

@@ -4,7 +4,8 @@
 //! on stdout and takes `drain` and `stop` on stdin.
 
 use crate::cluster::ClusterFile;
-use crate::handshake::{Handshake, handshake};
+use crate::controller::ControlStatus;
+use crate::handshake::{Handshake, Start, handshake};
 use crate::lane::{HelloReply, Phase};
 use crate::report::NodeOutcome;
 use crate::runner::{Local, Prepared, RunError, run_intervals};
@@ -24,8 +25,13 @@ use std::time::{Duration, Instant};
 pub enum ChildMsg {
     /// Handshake done, lanes running.
     Started { node: NodeId },
-    /// Each lane's counters and progress.
-    Status { node: NodeId, lanes: Vec<Snapshot> },
+    /// Each lane's counters and progress, and the control plane's state.
+    Status {
+        node: NodeId,
+        lanes: Vec<Snapshot>,
+        #[serde(default)]
+        control: ControlStatus,
+    },
     /// The end of the run.
     Outcome(Box<NodeOutcome>),
     /// The node could not run.
@@ -110,7 +116,9 @@ fn run_with<T: Transport + 'static>(
         .collect::<std::io::Result<Vec<_>>>()
         .map_err(|e| RunError::Setup(format!("node {id}: {e}")))?;
     let info = endpoints[0].as_ref().and_then(info_of);
-    let prepared = Prepared::new(&cfg, &[id])?;
+    let control = UdpEndpoint::new(&file.control_udp(id))
+        .map_err(|e| RunError::Setup(format!("node {id}: control endpoint: {e}")))?;
+    let mut prepared = Prepared::new(&cfg, &[id])?;
     let hs = Handshake {
         cluster_id: file.cluster_id,
         me: id,
@@ -119,19 +127,36 @@ fn run_with<T: Transport + 'static>(
         timeout: Duration::from_secs_f64(file.run.handshake_timeout_s),
     };
     if let Some(lane0) = endpoints[0].as_mut() {
-        handshake(lane0, &hs, &mut |m| eprintln!("rzab {m}"))
+        let start = handshake(lane0, &hs, &mut |m| eprintln!("rzab {m}"))
             .map_err(|e| RunError::Setup(format!("node {id}: {e}")))?;
+        if start == Start::Rejoin {
+            eprintln!("rzab node {id}: the cluster runs without this node: joining it as a learner");
+        }
+        if start == Start::Rejoin {
+            prepared.rejoin();
+        }
     }
     let hello = HelloReply {
         cluster_id: file.cluster_id,
         digest: hs.digest,
         members: hs.members,
     };
-    let mut local = Local::start_prepared(&cfg, prepared, Some(hello), |_, l| {
-        endpoints[l as usize]
-            .take()
-            .ok_or_else(|| RunError::Setup(format!("lane {l} endpoint missing")))
-    })?;
+    let mut control = Some(control);
+    let mut local = Local::start_prepared(
+        &cfg,
+        prepared,
+        Some(hello),
+        |_, l| {
+            endpoints[l as usize]
+                .take()
+                .ok_or_else(|| RunError::Setup(format!("lane {l} endpoint missing")))
+        },
+        |_| {
+            control
+                .take()
+                .ok_or_else(|| RunError::Setup("control endpoint missing".into()))
+        },
+    )?;
     let (running, secs) = if supervised {
         emit(&ChildMsg::Started { node: id });
         supervised_run(&local, id)
@@ -186,6 +211,7 @@ fn supervised_run(local: &Local, id: NodeId) -> (Vec<Snapshot>, f64) {
         emit(&ChildMsg::Status {
             node: id,
             lanes: local.monitor.snapshots(),
+            control: local.controls.first().map(|c| c.read()).unwrap_or_default(),
         });
     }
     running.unwrap_or_else(|| (local.node_snapshots(), local.elapsed()))

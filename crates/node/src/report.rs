@@ -54,6 +54,18 @@ pub struct NodeOutcome {
     pub errors: Vec<String>,
     /// Transport details (for example the socket buffers the kernel granted).
     pub info: Option<serde_json::Value>,
+    /// It restarted without state and joined from a snapshot (its hash
+    /// chain covers only what it applied since).
+    #[serde(default)]
+    pub rejoined: bool,
+    /// Its control plane at the end.
+    #[serde(default)]
+    pub control: crate::controller::ControlStatus,
+    /// Gaps between applies longer than 5 ms (monotonic ns).
+    #[serde(default)]
+    pub gaps: Vec<(u64, u64)>,
+    #[serde(default)]
+    pub installed_keys: u64,
 }
 
 /// Latency percentiles in microseconds.
@@ -162,6 +174,9 @@ pub struct NodeReport {
     pub violations: Violations,
     /// Transport details, when the node reported them.
     pub info: Option<serde_json::Value>,
+    /// Its control plane at the end.
+    pub control: crate::controller::ControlStatus,
+    pub rejoined: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -198,6 +213,8 @@ pub struct Report {
     pub intervals: Vec<IntervalReport>,
     /// Everything that makes the run a failure; empty when it passed.
     pub problems: Vec<String>,
+    /// The crash schedule's figures, when the run had one.
+    pub faults: Option<crate::faults::FaultReport>,
 }
 
 impl Report {
@@ -285,6 +302,9 @@ impl Report {
             "MISMATCH"
         };
         let _ = writeln!(s, "digests       {verdict}");
+        if let Some(f) = &self.faults {
+            s.push_str(&fault_lines(f));
+        }
         if self.ok() {
             let _ = writeln!(s, "result        ok");
         } else {
@@ -294,6 +314,59 @@ impl Report {
         }
         s
     }
+}
+
+fn opt_ms(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.1} ms"))
+}
+
+fn fault_lines(f: &crate::faults::FaultReport) -> String {
+    let mut s = String::new();
+    for k in &f.kills {
+        let who = if k.was_leader { "leader" } else { "follower" };
+        let next = match (k.new_leader, k.new_epoch) {
+            (Some(n), Some(e)) if k.was_leader => format!("node {n} leads epoch {e}"),
+            _ => "no leader change".into(),
+        };
+        let _ = writeln!(
+            s,
+            "kill          node {} ({who}) at {:.2} s: {next}; elected after {}, first commit after {}, \
+             no commits for {}",
+            k.node,
+            k.at_s,
+            opt_ms(k.elected_ms),
+            opt_ms(k.failover_ms),
+            opt_ms(k.unavailable_ms)
+        );
+    }
+    for r in &f.restarts {
+        let rate = r.keys_per_s.map_or("-".into(), |v| format!("{:.0} keys/s", v));
+        let _ = writeln!(
+            s,
+            "restart       node {} at {:.2} s: caught up after {} ({} keys in its snapshot, {rate})",
+            r.node,
+            r.at_s,
+            opt_ms(r.caught_up_ms),
+            r.snapshot_keys
+        );
+    }
+    for (name, m) in [
+        ("failover", &f.failover_ms),
+        ("unavailable", &f.unavailable_ms),
+        ("catch-up", &f.caught_up_ms),
+    ] {
+        if m.count > 0 {
+            let _ = writeln!(
+                s,
+                "{name:<13} median {:.1} ms, max {:.1} ms over {}",
+                m.median, m.max, m.count
+            );
+        }
+    }
+    for why in &f.skipped {
+        let _ = writeln!(s, "skipped       {why}");
+    }
+    s
 }
 
 /// "  3.41 Mops/s  reads 3.24 M/s  writes 170.2 k/s".
@@ -337,7 +410,14 @@ pub fn assemble(
     }
     let nodes: Vec<NodeReport> = outcomes.iter().map(node_report).collect();
     let digests_match = nodes.windows(2).all(|w| w[0].digest == w[1].digest);
-    let histories_match = nodes
+    // A node that joined from a snapshot applied only what followed it.
+    let whole: Vec<&NodeReport> = nodes
+        .iter()
+        .zip(outcomes)
+        .filter(|(_, o)| !o.rejoined)
+        .map(|(n, _)| n)
+        .collect();
+    let histories_match = whole
         .windows(2)
         .all(|w| (w[0].applied, &w[0].history) == (w[1].applied, &w[1].history));
     if !digests_match {
@@ -376,6 +456,7 @@ pub fn assemble(
         cluster,
         intervals,
         problems,
+        faults: None,
     }
 }
 
@@ -394,5 +475,7 @@ fn node_report(o: &NodeOutcome) -> NodeReport {
         history: format!("{:016x}", o.chain),
         violations: o.violations,
         info: o.info.clone(),
+        control: o.control.clone(),
+        rejoined: o.rejoined,
     }
 }

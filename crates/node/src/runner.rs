@@ -4,6 +4,8 @@
 //! every node here; a node process (`rzab node`) runs one.
 
 use crate::config::{ConfigError, RunConfig};
+use crate::controller::{ControlShared, Controller};
+use crate::host::NodeHost;
 use crate::lane::{Clock, Control, HelloReply, LaneResult, LaneSetup, LaneWorker, Phase};
 use crate::monitor::{Monitor, Watched};
 use crate::node::NodeShared;
@@ -12,7 +14,7 @@ use crate::session::Violations;
 use crate::stats::{LaneShared, Snapshot};
 use crate::value;
 use crate::workload::{Trace, TraceError};
-use rzab_proto::{FollowerLane, LeaderLane, NodeId, Role};
+use rzab_proto::{FollowerLane, LeaderLane, NodeId, Role, Sequencer, Time, Zxid};
 use rzab_store::{StoreConfig, StoreError};
 use rzab_transport::Transport;
 use std::io::Write;
@@ -66,13 +68,19 @@ pub fn traces(cfg: &RunConfig, ids: &[NodeId]) -> Result<Vec<Vec<Trace>>, RunErr
 }
 
 /// A node's shared state with every key preloaded identically (zxid 0).
-pub fn preloaded_node(cfg: &RunConfig, id: NodeId) -> Result<NodeShared, RunError> {
+/// A node that rejoins a running cluster starts from nothing applied (its
+/// snapshot replaces the preload).
+pub fn preloaded_node(cfg: &RunConfig, id: NodeId, rejoin: bool) -> Result<NodeShared, RunError> {
     let w = &cfg.workload;
     let store = StoreConfig {
         capacity: w.keys as usize,
         value_size: w.value_size,
     };
-    let node = NodeShared::new(id, store, 1, id == cfg.leader)?;
+    let applied = if rejoin { Zxid::ZERO } else { Zxid::epoch_base(1) };
+    let node = NodeShared::new(id, store, cfg.lanes, applied, cfg.proto.history_retained)?;
+    node.standing
+        .rejoined
+        .store(rejoin, std::sync::atomic::Ordering::Relaxed);
     let mut buf = vec![0u8; w.value_size];
     for key in 0..w.keys {
         value::fill(&mut buf, key, 0);
@@ -91,12 +99,15 @@ fn role(cfg: &RunConfig, node: NodeId, lane: u8) -> Result<Role, RunError> {
     })
 }
 
-/// The lanes of this process's nodes, running.
+/// The lanes and control threads of this process's nodes, running.
 pub struct Local {
     pub nodes: Vec<Arc<NodeShared>>,
     pub control: Arc<Control>,
     pub monitor: Monitor,
+    /// Each node's control plane status.
+    pub controls: Vec<Arc<ControlShared>>,
     handles: Vec<JoinHandle<LaneResult>>,
+    controllers: Vec<JoinHandle<()>>,
     started: Instant,
 }
 
@@ -105,16 +116,23 @@ pub struct Local {
 pub struct Prepared {
     nodes: Vec<Arc<NodeShared>>,
     traces: Vec<Vec<Trace>>,
+    rejoin: bool,
 }
 
 impl Prepared {
     /// Builds the traces of `ids`' lanes and preloads their stores.
     pub fn new(cfg: &RunConfig, ids: &[NodeId]) -> Result<Prepared, RunError> {
+        Self::build(cfg, ids, false)
+    }
+
+    /// Like [`Prepared::new`]; with `rejoin` the nodes join a running
+    /// cluster (they lost their state) instead of starting one.
+    pub fn build(cfg: &RunConfig, ids: &[NodeId], rejoin: bool) -> Result<Prepared, RunError> {
         let traces = traces(cfg, ids)?;
         let nodes = thread::scope(|s| {
             let hs: Vec<_> = ids
                 .iter()
-                .map(|&n| s.spawn(move || preloaded_node(cfg, n)))
+                .map(|&n| s.spawn(move || preloaded_node(cfg, n, rejoin)))
                 .collect();
             hs.into_iter()
                 .map(|h| {
@@ -124,35 +142,65 @@ impl Prepared {
                 })
                 .collect::<Result<_, _>>()
         })?;
-        Ok(Prepared { nodes, traces })
+        Ok(Prepared {
+            nodes,
+            traces,
+            rejoin,
+        })
+    }
+
+    /// The nodes join a running cluster instead (found by the handshake):
+    /// nothing counts as applied until their snapshot arrives.
+    pub fn rejoin(&mut self) {
+        self.rejoin = true;
+        for n in &self.nodes {
+            n.gate.set(Zxid::ZERO);
+            for l in 0..n.lanes() {
+                n.records(l).history.reset(Zxid::ZERO);
+            }
+            n.standing
+                .rejoined
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }
 
 impl Local {
-    /// Preloads `ids` and starts their lanes (see [`Local::start_prepared`]).
-    pub fn start<T: Transport + 'static>(
+    /// Preloads `ids` and starts them (see [`Local::start_prepared`]).
+    pub fn start<T: Transport + 'static, C: Transport + 'static>(
         cfg: &RunConfig,
         ids: &[NodeId],
         hello: Option<HelloReply>,
         transport: impl FnMut(NodeId, u8) -> Result<T, RunError>,
+        control_transport: impl FnMut(NodeId) -> Result<C, RunError>,
     ) -> Result<Local, RunError> {
-        Self::start_prepared(cfg, Prepared::new(cfg, ids)?, hello, transport)
+        Self::start_prepared(cfg, Prepared::new(cfg, ids)?, hello, transport, control_transport)
     }
 
-    /// Starts the lanes of prepared nodes; `transport(node, lane)` makes each
-    /// lane's endpoint (all made before any lane starts).
-    pub fn start_prepared<T: Transport + 'static>(
+    /// Starts the lanes and control thread of prepared nodes:
+    /// `transport(node, lane)` makes each lane's endpoint and
+    /// `control_transport(node)` the control thread's (all made before any
+    /// thread starts).
+    pub fn start_prepared<T: Transport + 'static, C: Transport + 'static>(
         cfg: &RunConfig,
         prepared: Prepared,
         hello: Option<HelloReply>,
         mut transport: impl FnMut(NodeId, u8) -> Result<T, RunError>,
+        mut control_transport: impl FnMut(NodeId) -> Result<C, RunError>,
     ) -> Result<Local, RunError> {
-        let Prepared { nodes, traces } = prepared;
+        let Prepared {
+            nodes,
+            traces,
+            rejoin,
+        } = prepared;
         let control = Arc::new(Control::default());
         let clock = Clock::new();
         let mut watched = Vec::new();
         let mut setups = Vec::new();
+        let mut controllers = Vec::new();
         for (node, node_traces) in nodes.iter().zip(traces) {
+            let leading = !rejoin && node.id == cfg.leader;
+            let sequencer = leading.then(|| Arc::new(Sequencer::new(Zxid::epoch_base(1))));
             let mut wakers = Vec::new();
             for (l, trace) in node_traces.into_iter().enumerate() {
                 let t = transport(node.id, l as u8)?;
@@ -166,7 +214,13 @@ impl Local {
                 setups.push(LaneSetup {
                     node: node.clone(),
                     lane: l as u8,
-                    role: role(cfg, node.id, l as u8)?,
+                    role: if rejoin {
+                        None
+                    } else {
+                        Some(role(cfg, node.id, l as u8)?)
+                    },
+                    sequencer: sequencer.clone(),
+                    serving: !rejoin,
                     transport: t,
                     trace,
                     sessions: cfg.workload.sessions,
@@ -182,7 +236,35 @@ impl Local {
                 });
             }
             node.set_wakers(wakers);
+            let standing = &node.standing;
+            standing
+                .epoch
+                .store(if rejoin { 0 } else { 1 }, std::sync::atomic::Ordering::Relaxed);
+            if !rejoin {
+                standing
+                    .leader
+                    .store(cfg.leader, std::sync::atomic::Ordering::Relaxed);
+                standing.serving.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            let seed = cfg.workload.seed ^ (node.id as u64) << 32 ^ crate::controller::mono_ns();
+            let ctl_cfg = cfg.control_config(node.id, seed);
+            let plane = if rejoin {
+                rzab_proto::Control::new_learner(ctl_cfg)
+            } else {
+                rzab_proto::Control::new(ctl_cfg, cfg.leader, Time::ZERO)
+            };
+            controllers.push(Controller {
+                control: plane,
+                host: NodeHost::new(node.clone(), cfg.clone(), sequencer),
+                node: node.clone(),
+                transport: control_transport(node.id)?,
+                phase: control.clone(),
+                clock,
+                shared: Arc::new(ControlShared::default()),
+                trace: std::env::var_os("RZAB_TRACE_CONTROL").is_some(),
+            });
         }
+        let controls = controllers.iter().map(|c| c.shared.clone()).collect();
         let handles = setups
             .into_iter()
             .map(|s| {
@@ -193,11 +275,21 @@ impl Local {
             })
             .collect::<Result<_, _>>()
             .map_err(|e| RunError::Setup(format!("cannot start lane threads: {e}")))?;
+        let controllers = controllers
+            .into_iter()
+            .map(|c| {
+                let name = format!("n{}ctl", c.node.id);
+                thread::Builder::new().name(name).spawn(move || c.run())
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|e| RunError::Setup(format!("cannot start control threads: {e}")))?;
         Ok(Local {
             nodes,
             control,
             monitor: Monitor::new(watched),
+            controls,
             handles,
+            controllers,
             started: Instant::now(),
         })
     }
@@ -220,6 +312,10 @@ impl Local {
     /// counters when its sessions stopped, after `running_s` seconds.
     pub fn finish(self, running: Vec<Snapshot>, running_s: f64) -> Vec<NodeOutcome> {
         self.control.set(Phase::Stopped);
+        for c in self.controllers {
+            let _ = c.join();
+        }
+        let controls = &self.controls;
         let expected = self.handles.len();
         let results: Vec<LaneResult> = self.handles.into_iter().filter_map(|h| h.join().ok()).collect();
         let finals = self.monitor.snapshots();
@@ -227,7 +323,8 @@ impl Local {
             .nodes
             .iter()
             .zip(running)
-            .map(|(node, running)| {
+            .enumerate()
+            .map(|(i, (node, running))| {
                 let mine: Vec<&LaneResult> = results.iter().filter(|r| r.node == node.id).collect();
                 let (applied, chain) = node.history.snapshot();
                 let mut read = Buckets::default();
@@ -240,7 +337,7 @@ impl Local {
                 }
                 NodeOutcome {
                     id: node.id,
-                    leader: node.sequencer.is_some(),
+                    leader: node.is_leader(),
                     running,
                     running_s,
                     fin: self.monitor.sum(&finals, Some(node.id)),
@@ -253,8 +350,16 @@ impl Local {
                     errors: mine
                         .iter()
                         .filter_map(|r| r.error.as_ref().map(|e| format!("lane {}: {e}", r.lane)))
+                        .chain(controls.get(i).map(|c| c.errors()).unwrap_or_default())
                         .collect(),
                     info: None,
+                    rejoined: node.standing.rejoined.load(std::sync::atomic::Ordering::Relaxed),
+                    control: controls.get(i).map(|c| c.read()).unwrap_or_default(),
+                    gaps: node.standing.gaps(),
+                    installed_keys: node
+                        .standing
+                        .installed_keys
+                        .load(std::sync::atomic::Ordering::Relaxed),
                 }
             })
             .collect();

@@ -23,6 +23,10 @@ pub struct RuntimeStats {
     pub sleeps: u64,
     /// Start-up Hellos answered while running.
     pub hellos: u64,
+    /// Turns the leader could not sequence: its epoch ran out of ids.
+    pub epoch_exhausted: u64,
+    /// Committed entries skipped: already in the snapshot this node joined from.
+    pub skipped_applied: u64,
 }
 
 impl RuntimeStats {
@@ -40,6 +44,8 @@ impl RuntimeStats {
         self.turns += o.turns;
         self.sleeps += o.sleeps;
         self.hellos += o.hellos;
+        self.epoch_exhausted += o.epoch_exhausted;
+        self.skipped_applied += o.skipped_applied;
     }
 
     pub fn since(&self, e: &RuntimeStats) -> RuntimeStats {
@@ -53,6 +59,8 @@ impl RuntimeStats {
             turns: self.turns - e.turns,
             sleeps: self.sleeps - e.sleeps,
             hellos: self.hellos - e.hellos,
+            epoch_exhausted: self.epoch_exhausted - e.epoch_exhausted,
+            skipped_applied: self.skipped_applied - e.skipped_applied,
         }
     }
 }
@@ -74,6 +82,10 @@ pub struct Progress {
     pub draining: bool,
     /// The lane issued all the operations it was given.
     pub issued_all: bool,
+    /// Its node is down (killed on purpose by a fault schedule): not
+    /// waited for, not a failure.
+    #[serde(default)]
+    pub down: bool,
 }
 
 /// One lane's published figures.

@@ -269,10 +269,24 @@ struct Run {
 
 fn start_and_run<T: Transport + 'static>(name: &str, cfg: &RunConfig, ids: &[NodeId], eps: Vec<T>) -> Run {
     let mut eps: HashMap<NodeId, T> = ids.iter().copied().zip(eps).collect();
-    let mut local = Local::start(cfg, ids, None, |n, _| {
-        eps.remove(&n)
-            .ok_or_else(|| RunError::Setup(format!("no endpoint for node {n}")))
-    })
+    // The control plane runs over the in-process transport here (the
+    // nodes share this process); `rzab node` runs it over UDP.
+    let fabric = rzab_transport::inproc::Fabric::new(rzab_transport::inproc::FabricConfig {
+        members: cfg.members(),
+        lanes: 1,
+        mtu: cfg.proto.mtu,
+        queue_depth: 1024,
+    });
+    let mut local = Local::start(
+        cfg,
+        ids,
+        None,
+        |n, _| {
+            eps.remove(&n)
+                .ok_or_else(|| RunError::Setup(format!("no endpoint for node {n}")))
+        },
+        |n| Ok(fabric.endpoint(n, 0)),
+    )
     .unwrap_or_else(|e| panic!("{name}: {e}"));
     let mut out = Vec::new();
     let (_, secs) = run_intervals(cfg, &mut local.monitor, &mut out);

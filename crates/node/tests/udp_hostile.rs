@@ -66,9 +66,13 @@ fn datagram(cluster_id: u32, epoch: u32, sender: u8) -> Vec<u8> {
 fn hostile_datagrams_are_dropped_and_counted_while_the_cluster_commits() {
     let port = 23_000 + (std::process::id() % 1000) as u16 * 8;
     let (file, cfg) = cluster(port);
-    let mut local = Local::start(&cfg, &[0, 1, 2], None, |n, l| {
-        UdpEndpoint::new(&file.udp(n, l)).map_err(|e| RunError::Setup(e.to_string()))
-    })
+    let mut local = Local::start(
+        &cfg,
+        &[0, 1, 2],
+        None,
+        |n, l| UdpEndpoint::new(&file.udp(n, l)).map_err(|e| RunError::Setup(e.to_string())),
+        |n| UdpEndpoint::new(&file.control_udp(n)).map_err(|e| RunError::Setup(e.to_string())),
+    )
     .expect("three nodes start");
     // The absent fourth member's address, and a stranger's.
     let member = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::new(127, 0, 3, 4), port)).unwrap();

@@ -41,6 +41,12 @@ impl ApplyGate {
         self.applied.store(z.0, Ordering::Release);
     }
 
+    /// Sets the last applied id (a recovered history, which may skip ids,
+    /// or a snapshot's base). Only while no lane applies.
+    pub fn set(&self, applied: Zxid) {
+        self.applied.store(applied.0, Ordering::Release);
+    }
+
     /// Starts a new epoch: the next id is `Zxid::new(epoch, 1)`.
     /// Only while no lane applies (between epochs).
     pub fn start_epoch(&self, epoch: u32) {

@@ -21,6 +21,19 @@ pub struct OwnedEntry {
 }
 
 impl OwnedEntry {
+    fn empty() -> OwnedEntry {
+        OwnedEntry {
+            zxid: Zxid::ZERO,
+            lane: 0,
+            origin: 0,
+            op: Op::Put,
+            session: 0,
+            seq: 0,
+            key: 0,
+            value: Vec::new(),
+        }
+    }
+
     pub fn from_item(h: &HistoryItem<'_>) -> OwnedEntry {
         OwnedEntry {
             zxid: h.zxid,
@@ -119,6 +132,32 @@ impl HistoryLog {
         self.entries.push_back(e);
     }
 
+    /// Records an applied entry filled in by `fill`, reusing the evicted
+    /// entry's buffer once full (no allocation per apply in steady state).
+    pub fn push_with(&mut self, fill: impl FnOnce(&mut OwnedEntry)) {
+        let mut slot = if self.entries.len() == self.capacity {
+            match self.entries.pop_front() {
+                Some(old) => {
+                    self.before = old.zxid;
+                    old
+                }
+                None => OwnedEntry::empty(),
+            }
+        } else {
+            OwnedEntry::empty()
+        };
+        fill(&mut slot);
+        if self.capacity == 0 {
+            self.before = slot.zxid;
+            return;
+        }
+        debug_assert!(
+            self.entries.back().is_none_or(|b| b.zxid < slot.zxid),
+            "history out of order"
+        );
+        self.entries.push_back(slot);
+    }
+
     /// The entries applied after `after`, if every one of them is retained.
     pub fn after(&self, after: Zxid) -> Option<Vec<OwnedEntry>> {
         if after < self.before {
@@ -135,25 +174,40 @@ impl HistoryLog {
     }
 }
 
-/// The last applied write of each session, keyed by (origin, lane, session).
+/// The last applied write of each session, keyed by (origin, lane,
+/// session): its seq and id (the id is the snapshot's base when the entry
+/// came from a snapshot, which carries only seqs).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SessionSeqs {
-    seqs: std::collections::BTreeMap<(NodeId, u8, u32), u32>,
+    seqs: std::collections::BTreeMap<(NodeId, u8, u32), (u32, Zxid)>,
 }
 
 impl SessionSeqs {
-    pub fn record(&mut self, origin: NodeId, lane: u8, session: u32, seq: u32) {
-        self.seqs.insert((origin, lane, session), seq);
+    /// Records an applied write; an older one (a fuzzy snapshot may be
+    /// ahead of the writes replayed after it) changes nothing.
+    pub fn record(&mut self, origin: NodeId, lane: u8, session: u32, seq: u32, zxid: Zxid) {
+        let e = self
+            .seqs
+            .entry((origin, lane, session))
+            .or_insert((0, Zxid::ZERO));
+        if seq >= e.0 {
+            *e = (seq, zxid);
+        }
     }
 
     pub fn get(&self, origin: NodeId, lane: u8, session: u32) -> u32 {
-        self.seqs.get(&(origin, lane, session)).copied().unwrap_or(0)
+        self.last(origin, lane, session).map_or(0, |(s, _)| s)
+    }
+
+    /// The session's last applied write: (seq, id).
+    pub fn last(&self, origin: NodeId, lane: u8, session: u32) -> Option<(u32, Zxid)> {
+        self.seqs.get(&(origin, lane, session)).copied()
     }
 
     pub fn items(&self) -> Vec<SessionItem> {
         self.seqs
             .iter()
-            .map(|(&(origin, lane, session), &seq)| SessionItem {
+            .map(|(&(origin, lane, session), &(seq, _))| SessionItem {
                 origin,
                 lane,
                 session,
@@ -162,10 +216,11 @@ impl SessionSeqs {
             .collect()
     }
 
-    pub fn load(&mut self, items: &[SessionItem]) {
+    /// Replaces the table with a snapshot's (taken at `base`).
+    pub fn load(&mut self, items: &[SessionItem], base: Zxid) {
         self.seqs = items
             .iter()
-            .map(|s| ((s.origin, s.lane, s.session), s.seq))
+            .map(|s| ((s.origin, s.lane, s.session), (s.seq, base)))
             .collect();
     }
 
@@ -174,7 +229,7 @@ impl SessionSeqs {
         self.seqs
             .iter()
             .filter(move |(k, _)| k.1 == lane)
-            .map(|(&(o, _, s), &q)| (o, s, q))
+            .map(|(&(o, _, s), &(q, _))| (o, s, q))
     }
 }
 
@@ -218,16 +273,19 @@ mod tests {
     }
 
     #[test]
-    fn session_table_round_trips() {
+    fn session_table_keeps_the_latest_and_round_trips() {
+        let z = |c| Zxid::new(1, c);
         let mut s = SessionSeqs::default();
-        s.record(1, 0, 3, 9);
-        s.record(2, 1, 0, 4);
-        s.record(1, 0, 3, 10);
-        assert_eq!(s.get(1, 0, 3), 10);
+        s.record(1, 0, 3, 9, z(1));
+        s.record(2, 1, 0, 4, z(2));
+        s.record(1, 0, 3, 10, z(3));
+        s.record(1, 0, 3, 8, z(4)); // older (replayed after a fuzzy snapshot)
+        assert_eq!(s.last(1, 0, 3), Some((10, z(3))));
         assert_eq!(s.get(5, 0, 0), 0);
         let mut t = SessionSeqs::default();
-        t.load(&s.items());
-        assert_eq!(t, s);
+        t.load(&s.items(), z(7));
+        assert_eq!(t.items(), s.items());
+        assert_eq!(t.last(1, 0, 3), Some((10, z(7))), "a snapshot's ids are its base");
         assert_eq!(s.of_lane(1).collect::<Vec<_>>(), vec![(2, 0, 4)]);
     }
 }

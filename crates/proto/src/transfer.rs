@@ -1,11 +1,14 @@
 //! Reliable bulk transfer over datagrams for the control plane (held
 //! entries to a candidate, history or snapshot to a follower or a joining
-//! node): items are encoded into datagrams up front, sent a window at a time,
-//! acknowledged cumulatively, and sent again from the first unacknowledged
-//! chunk after a timeout.
+//! node): items are encoded into datagrams as the window opens (a large
+//! snapshot is never encoded whole), sent a window at a time, acknowledged
+//! cumulatively, and sent again from the first unacknowledged chunk after a
+//! timeout.
 
 use crate::{OwnedEntry, OwnedItem, Span, Time};
 use rzab_wire::{Encoder, Header, Item, Items, Kind, NodeId, SessionItem};
+use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// What a transfer carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,10 +18,63 @@ pub enum Received {
     Session(SessionItem),
 }
 
+/// What a transfer sends, in this order: history entries, snapshot items,
+/// session items, then a tail of entries. Shared (a snapshot may go to
+/// several nodes).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Payload {
+    pub entries: Vec<OwnedEntry>,
+    pub items: Vec<OwnedItem>,
+    pub sessions: Vec<SessionItem>,
+    pub tail: Vec<OwnedEntry>,
+}
+
+impl Payload {
+    pub fn of_entries(entries: Vec<OwnedEntry>) -> Payload {
+        Payload {
+            entries,
+            ..Payload::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len() + self.items.len() + self.sessions.len() + self.tail.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The `i`th item of the stream.
+    fn get(&self, mut i: usize) -> Option<Item<'_>> {
+        if let Some(e) = self.entries.get(i) {
+            return Some(e.item());
+        }
+        i -= self.entries.len();
+        if let Some(it) = self.items.get(i) {
+            return Some(it.item());
+        }
+        i -= self.items.len();
+        if let Some(s) = self.sessions.get(i) {
+            return Some(Item::Session(*s));
+        }
+        i -= self.sessions.len();
+        self.tail.get(i).map(|e| e.item())
+    }
+}
+
 pub struct Outgoing {
     pub to: NodeId,
     pub stream: u32,
-    chunks: Vec<Vec<u8>>,
+    header: Header,
+    mtu: usize,
+    payload: Arc<Payload>,
+    /// The next item to encode.
+    pos: usize,
+    /// The last chunk is encoded.
+    finished: bool,
+    /// Encoded chunks from `acked` on.
+    unacked: VecDeque<Vec<u8>>,
     acked: u32,
     next: u32,
     /// When the first unacknowledged chunk was last sent.
@@ -26,57 +82,53 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
-    /// Encodes `items` into chunks of at most `mtu` bytes (at least one, the
-    /// last flagged).
-    pub fn new<'a>(
-        header: Header,
-        to: NodeId,
-        stream: u32,
-        items: impl Iterator<Item = Item<'a>>,
-        mtu: usize,
-    ) -> Outgoing {
-        let mut chunks = Vec::new();
-        let mut items = items.peekable();
-        loop {
-            let mut buf = vec![0u8; mtu];
-            let Ok(mut e) = Encoder::transfer(&mut buf, header, stream, chunks.len() as u32, false) else {
-                break;
-            };
-            while let Some(item) = items.peek() {
-                if !e.push_item(item) {
-                    break;
-                }
-                items.next();
-            }
-            let stuck = e.is_empty() && items.peek().is_some();
-            if items.peek().is_none() || stuck {
-                // Last chunk (an item too big for one datagram ends the stream
-                // early rather than loop: the receiver then lacks it).
-                e.set_last();
-            }
-            let len = e.finish();
-            buf.truncate(len);
-            chunks.push(buf);
-            if items.peek().is_none() || stuck {
-                break;
-            }
-        }
+    /// A transfer of `payload` in chunks of at most `mtu` bytes (at least
+    /// one, the last flagged).
+    pub fn new(header: Header, to: NodeId, stream: u32, payload: Arc<Payload>, mtu: usize) -> Outgoing {
         Outgoing {
             to,
             stream,
-            chunks,
+            header,
+            mtu,
+            payload,
+            pos: 0,
+            finished: false,
+            unacked: VecDeque::new(),
             acked: 0,
             next: 0,
             sent_at: Time::ZERO,
         }
     }
 
-    pub fn chunks(&self) -> usize {
-        self.chunks.len()
+    /// Encodes the next chunk.
+    fn encode(&mut self) {
+        let mut buf = vec![0u8; self.mtu];
+        let n = self.acked + self.unacked.len() as u32;
+        let Ok(mut e) = Encoder::transfer(&mut buf, self.header, self.stream, n, false) else {
+            // An MTU too small for a chunk header: end the stream empty.
+            self.finished = true;
+            return;
+        };
+        while let Some(item) = self.payload.get(self.pos) {
+            if !e.push_item(&item) {
+                break;
+            }
+            self.pos += 1;
+        }
+        let more = self.pos < self.payload.len();
+        // An item too big for one datagram ends the stream early rather
+        // than loop: the receiver then lacks it.
+        if !more || e.is_empty() {
+            e.set_last();
+            self.finished = true;
+        }
+        let len = e.finish();
+        buf.truncate(len);
+        self.unacked.push_back(buf);
     }
 
     pub fn done(&self) -> bool {
-        self.acked as usize >= self.chunks.len()
+        self.finished && self.unacked.is_empty()
     }
 
     /// The next chunk to send now, within `window` unacknowledged chunks;
@@ -89,19 +141,27 @@ impl Outgoing {
             self.next = self.acked;
         }
         let n = self.next;
-        if (n as usize) < self.chunks.len() && n < self.acked + window {
-            if n == self.acked {
-                self.sent_at = now;
-            }
-            self.next += 1;
-            return Some(&self.chunks[n as usize]);
+        if n >= self.acked + window {
+            return None;
         }
-        None
+        if (n - self.acked) as usize == self.unacked.len() {
+            if self.finished {
+                return None;
+            }
+            self.encode();
+        }
+        if n == self.acked {
+            self.sent_at = now;
+        }
+        self.next += 1;
+        self.unacked.get((n - self.acked) as usize).map(|c| &c[..])
     }
 
     pub fn on_ack(&mut self, chunks: u32, now: Time) {
-        let chunks = chunks.min(self.chunks.len() as u32);
+        let known = self.acked + self.unacked.len() as u32;
+        let chunks = chunks.min(known);
         if chunks > self.acked {
+            self.unacked.drain(..(chunks - self.acked) as usize);
             self.acked = chunks;
             self.next = self.next.max(chunks);
             self.sent_at = now;
@@ -199,8 +259,8 @@ mod tests {
     fn a_lossy_transfer_completes_in_order() {
         let entries: Vec<OwnedEntry> = (1..=100).map(entry).collect();
         let h = chunk_header(1, 2, 0);
-        let mut out = Outgoing::new(h, 1, 9, entries.iter().map(|e| e.item()), 256);
-        assert!(out.chunks() > 10);
+        let payload = Arc::new(Payload::of_entries(entries.clone()));
+        let mut out = Outgoing::new(h, 1, 9, payload, 256);
         let mut inc = Incoming::default();
         let rto = Span(100);
         let mut now = Time(0);
@@ -221,6 +281,7 @@ mod tests {
             assert!(now < Time(1_000_000), "the transfer must finish");
         }
         assert!(inc.done());
+        assert!(inc.received() > 10, "many chunks");
         let got: Vec<OwnedEntry> = inc
             .items
             .into_iter()
@@ -234,10 +295,10 @@ mod tests {
 
     #[test]
     fn an_empty_transfer_is_one_last_chunk() {
-        let mut out = Outgoing::new(chunk_header(1, 2, 0), 1, 3, std::iter::empty(), 256);
-        assert_eq!(out.chunks(), 1);
+        let mut out = Outgoing::new(chunk_header(1, 2, 0), 1, 3, Arc::default(), 256);
         let mut inc = Incoming::default();
         let c = out.poll(Time(0), Span(10), 4).unwrap().to_vec();
+        assert!(out.poll(Time(0), Span(10), 4).is_none(), "one chunk only");
         assert!(deliver(&mut inc, &c));
         assert!(inc.done() && inc.items.is_empty());
         assert!(!deliver(&mut inc, &c), "a duplicate is ignored");

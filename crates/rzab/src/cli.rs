@@ -2,6 +2,7 @@
 
 use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
+use rzab_node::faults::Fault;
 use rzab_node::{Distribution, PollMode, RunConfig};
 use rzab_proto::BroadcastMode;
 use std::path::PathBuf;
@@ -79,6 +80,28 @@ pub struct BenchArgs {
     /// With --transport udp: start nodes in reverse order this many ms apart.
     #[arg(long, default_value_t = 0, hide = true)]
     pub stagger_ms: u64,
+    /// With --transport udp: SIGKILL a node under load, e.g. leader@5s,
+    /// follower@2s or 2@1.5s (repeatable).
+    #[arg(long, value_parser = Fault::kill)]
+    pub kill: Vec<Fault>,
+    /// With --transport udp: restart the longest-dead node, e.g. @8s (repeatable);
+    /// it rejoins as a learner from a snapshot.
+    #[arg(long, value_parser = Fault::restart)]
+    pub restart: Vec<Fault>,
+    /// With --transport udp: kill the leader this many times (restarting
+    /// each victim halfway to the next kill), for failover figures.
+    #[arg(long, default_value_t = 0)]
+    pub failovers: u32,
+    /// Seconds between --failovers kills (the first is at one interval).
+    #[arg(long, default_value = "1.5", value_parser = parse_seconds)]
+    pub failover_every: f64,
+    /// Leader heartbeat period in milliseconds.
+    #[arg(long, default_value = "5")]
+    pub heartbeat_ms: f64,
+    /// Leader silence after which a follower starts an election, in
+    /// milliseconds (randomized up to twice this).
+    #[arg(long, default_value = "25")]
+    pub election_timeout_ms: f64,
     /// Replicas in the cluster.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=64))]
     pub nodes: u8,
@@ -179,6 +202,19 @@ pub struct BenchArgs {
 }
 
 impl BenchArgs {
+    /// The kills and restarts asked for, in time order.
+    pub fn fault_schedule(&self) -> Vec<Fault> {
+        let every = std::time::Duration::from_secs_f64(self.failover_every);
+        let mut f: Vec<Fault> = self.kill.iter().chain(&self.restart).copied().collect();
+        f.extend(rzab_node::faults::repeated_failovers(
+            every,
+            every,
+            self.failovers,
+        ));
+        f.sort_by_key(|f| f.at);
+        f
+    }
+
     pub fn config(&self) -> RunConfig {
         let mut c = RunConfig {
             cluster_id: self.cluster_id,
@@ -198,6 +234,8 @@ impl BenchArgs {
         p.prepare_credits = self.prepare_credits;
         p.commit_credits = self.commit_credits;
         p.write_credits = self.write_credits;
+        p.heartbeat_ms = self.heartbeat_ms;
+        p.election_timeout_ms = self.election_timeout_ms;
         p.prepare_batch_max = self.prepare_batch_max;
         p.write_batch_max = self.write_batch_max;
         p.log_capacity = self.log_capacity;
@@ -267,6 +305,18 @@ pub fn bench(args: BenchArgs) -> ExitCode {
     if args.netns && args.transport != TransportKind::Udp {
         return fail_config("--netns needs --transport udp");
     }
+    let schedule = args.fault_schedule();
+    if !schedule.is_empty() && args.transport != TransportKind::Udp {
+        return fail_config(
+            "--kill, --restart and --failovers need --transport udp (node processes to kill)",
+        );
+    }
+    if let Some(late) = schedule.iter().find(|f| f.at.as_secs_f64() >= args.duration) {
+        return fail_config(format_args!(
+            "'{late}' is not within the run (--duration {} s)",
+            args.duration
+        ));
+    }
     let mut stdout = std::io::stdout();
     let run = match args.transport {
         TransportKind::Inproc => rzab_node::run_inproc(&cfg, &mut stdout),
@@ -280,6 +330,7 @@ pub fn bench(args: BenchArgs) -> ExitCode {
                 port: args.port,
                 netns: args.netns,
                 stagger: std::time::Duration::from_millis(args.stagger_ms),
+                faults: args.fault_schedule(),
             };
             rzab_node::supervise::run_udp(&cfg, &opts, &mut stdout)
         }

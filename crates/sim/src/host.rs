@@ -172,7 +172,7 @@ impl SimHost {
         if let Some(slot) = self.store.get_mut(e.key as usize) {
             *slot = (e.zxid.0, tag);
         }
-        self.seqs.record(e.origin, e.lane, e.session, e.seq);
+        self.seqs.record(e.origin, e.lane, e.session, e.seq, e.zxid);
         let rec = Applied {
             zxid: e.zxid.0,
             origin: e.origin,
@@ -326,7 +326,7 @@ impl Host for SimHost {
         }
         self.gate = snapshot.base;
         self.history.reset(snapshot.base);
-        self.seqs.load(&snapshot.sessions);
+        self.seqs.load(&snapshot.sessions, snapshot.base);
         self.installed = Some(snapshot.base.0);
     }
 

@@ -73,7 +73,11 @@ impl Control {
             self.step_down(now, host);
             return;
         }
-        l.heard.insert(from, now);
+        // Only members of this epoch count for the leader's quorum check
+        // (a learner catching up does not keep a cut-off leader in office).
+        if l.synced.contains(from) {
+            l.heard.insert(from, now);
+        }
         // A synced follower whose StartEpoch was lost (a learner is promoted
         // by maybe_promote instead).
         if !running && synced && l.synced.contains(from) && !l.joins.contains_key(&from) {
@@ -164,7 +168,8 @@ impl Control {
             };
             self.send_to(from, epoch, body);
             if !send.is_empty() {
-                self.transfer(from, stream(HELD, epoch), epoch, send.iter().map(|e| e.item()));
+                let payload = std::sync::Arc::new(crate::transfer::Payload::of_entries(send));
+                self.transfer(from, stream(HELD, epoch), epoch, payload);
             }
         } else {
             // A repeated request (our vote was lost): answer again; any

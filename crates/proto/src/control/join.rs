@@ -6,9 +6,10 @@
 use super::{
     Control, Host, JOIN_DIFF, JOIN_SNAPSHOT, Join, LaneStart, Pending, PendingMsg, State, purpose, stream,
 };
-use crate::transfer::Received;
+use crate::transfer::{Payload, Received};
 use crate::{NodeSet, OwnedEntry, Snapshot, Time};
-use rzab_wire::{ControlBody, Item, NodeId, Zxid};
+use rzab_wire::{ControlBody, NodeId, Zxid};
+use std::sync::Arc;
 
 impl Control {
     /// Leaves whatever this node did to catch up with `leader` in `epoch`.
@@ -153,9 +154,7 @@ impl Control {
     pub(super) fn serve_joins(&mut self, host: &mut impl Host) {
         let epoch = self.current_epoch;
         let applied = host.applied();
-        let State::Leading(l) = &mut self.state else {
-            return;
-        };
+        let State::Leading(l) = &self.state else { return };
         let ready: Vec<NodeId> = l
             .joins
             .iter()
@@ -163,6 +162,36 @@ impl Control {
             .map(|(&n, _)| n)
             .collect();
         for node in ready {
+            let State::Leading(l) = &self.state else { return };
+            let Some(j) = l.joins.get(&node) else { continue };
+            let (lids, below, request) = (j.lids.clone(), j.below, j.request);
+            let diff = if j.amnesiac {
+                None
+            } else {
+                host.history_after(j.applied)
+            };
+            let (base, newest, payload, purpose) = match diff {
+                Some(d) => (applied, applied, Payload::of_entries(d), JOIN_DIFF),
+                None => {
+                    // A large store takes a while: ask again at the next tick.
+                    let Some(snap) = host.snapshot_async() else {
+                        continue;
+                    };
+                    if snap.base < below {
+                        // Taken before this join began: it misses writes.
+                        continue;
+                    }
+                    // Taken while lanes apply, it may hold writes past its
+                    // base: promote only once the node replayed past them.
+                    let newest = snap.items.iter().map(|i| i.zxid).max().unwrap_or(Zxid::ZERO);
+                    let payload = Payload {
+                        items: snap.items,
+                        sessions: snap.sessions,
+                        ..Payload::default()
+                    };
+                    (snap.base, newest.max(snap.base), payload, JOIN_SNAPSHOT)
+                }
+            };
             let State::Leading(l) = &mut self.state else {
                 return;
             };
@@ -171,43 +200,21 @@ impl Control {
             // (the fence): others resubmit theirs, and waiting for
             // uncommitted ids could wait for this very node's vote.
             let promote_at = if j.amnesiac {
-                applied.max(j.sequenced)
+                newest.max(j.sequenced)
             } else {
-                applied
+                newest
             };
-            j.target = Some((applied, promote_at));
-            let (lids, their_applied, amnesiac, request) = (j.lids.clone(), j.applied, j.amnesiac, j.request);
-            let diff = if amnesiac {
-                None
+            j.target = Some((base, promote_at));
+            if purpose == JOIN_DIFF {
+                self.stats.diffs_sent += 1;
             } else {
-                host.history_after(their_applied)
-            };
-            match diff {
-                Some(d) => {
-                    self.stats.diffs_sent += 1;
-                    self.transfer(
-                        node,
-                        stream(JOIN_DIFF, request),
-                        epoch,
-                        d.iter().map(OwnedEntry::item),
-                    );
-                }
-                None => {
-                    self.stats.snapshots_sent += 1;
-                    let snap = host.snapshot();
-                    let items = snap.items.iter().map(|i| i.item());
-                    let sessions = snap.sessions.iter().map(|s| Item::Session(*s));
-                    self.transfer(node, stream(JOIN_SNAPSHOT, request), epoch, items.chain(sessions));
-                }
+                self.stats.snapshots_sent += 1;
             }
+            self.transfer(node, stream(purpose, request), epoch, Arc::new(payload));
             self.outbox.push_back(Pending {
                 to: NodeSet::from_ids([node]),
                 epoch,
-                msg: PendingMsg::JoinInfo {
-                    request,
-                    base: applied,
-                    lids,
-                },
+                msg: PendingMsg::JoinInfo { request, base, lids },
             });
         }
     }
@@ -325,6 +332,7 @@ impl Control {
             host.apply(&entries);
             host.advance_to(base);
         }
+        host.resume_lanes();
         self.join_installed = true;
         // Everything held is below the base now installed.
         self.tail.clear();

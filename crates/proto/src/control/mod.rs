@@ -27,10 +27,11 @@ mod election;
 mod join;
 mod sync;
 
-use crate::transfer::{Incoming, Outgoing, chunk_header};
+use crate::transfer::{Incoming, Outgoing, Payload, chunk_header};
 use crate::{Dest, NodeSet, OwnedEntry, Snapshot, Span, Time, Transmit};
 use rzab_wire::{Body, ControlBody, ControlMsg, Encoder, Header, Kind, Message, NodeId, Zxid};
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 /// What the control plane needs from the node it runs on.
 pub trait Host {
@@ -41,8 +42,14 @@ pub trait Host {
     fn pause_lanes(&mut self) -> Vec<OwnedEntry>;
     /// The entries applied after `after`, if all are still retained.
     fn history_after(&self, after: Zxid) -> Option<Vec<OwnedEntry>>;
-    /// The store and session table now (fuzzy while lanes apply).
+    /// The store and session table now (lanes paused: exact).
     fn snapshot(&mut self) -> Snapshot;
+    /// A snapshot while lanes run (fuzzy: items may be newer than its
+    /// base). `None`: being taken, ask again later (a large store takes a
+    /// while; the control plane must keep its heartbeats meanwhile).
+    fn snapshot_async(&mut self) -> Option<Snapshot> {
+        Some(self.snapshot())
+    }
     /// Applies committed entries in id order (ids already applied are skipped).
     fn apply(&mut self, entries: &[OwnedEntry]);
     /// Moves the applied point up to `to` (a join's base: it may be an
@@ -63,6 +70,9 @@ pub trait Host {
     fn promote(&mut self, node: NodeId) -> bool;
     /// (Learner, promoted) the node's sessions may issue from now on.
     fn serve(&mut self);
+    /// (Learner) its snapshot or history is installed: lanes started with
+    /// `LaneStart::lids` (which only receive until now) may apply.
+    fn resume_lanes(&mut self) {}
 }
 
 /// How the lanes start.
@@ -70,7 +80,8 @@ pub trait Host {
 pub struct LaneStart {
     pub epoch: u32,
     pub leader: NodeId,
-    /// Each lane's first lid (a joining node); `None`: all from 0.
+    /// Each lane's first lid (a joining node, whose lanes receive but do
+    /// not apply until `Host::resume_lanes`); `None`: all from 0.
     pub lids: Option<Vec<u64>>,
     /// (Leader) the followers whose acks count from the start.
     pub voters: NodeSet,
@@ -427,18 +438,12 @@ impl Control {
         self.send(NodeSet::from_ids([to]), epoch, body);
     }
 
-    /// Starts sending `items` to `to` as transfer `stream`.
-    fn transfer<'a>(
-        &mut self,
-        to: NodeId,
-        stream: u32,
-        epoch: u32,
-        items: impl Iterator<Item = rzab_wire::Item<'a>>,
-    ) {
+    /// Starts sending `payload` to `to` as transfer `stream`.
+    fn transfer(&mut self, to: NodeId, stream: u32, epoch: u32, payload: Arc<Payload>) {
         let header = chunk_header(self.cfg.cluster_id, epoch, self.cfg.node);
         self.sending.retain(|o| !(o.to == to && o.stream == stream));
-        let out = Outgoing::new(header, to, stream, items, self.cfg.mtu);
-        self.sending.push(out);
+        self.sending
+            .push(Outgoing::new(header, to, stream, payload, self.cfg.mtu));
     }
 
     /// Drops transfers being received (a new phase begins).

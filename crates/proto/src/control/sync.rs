@@ -3,9 +3,10 @@
 //! starts the new epoch.
 
 use super::{Control, Host, LaneStart, SYNC, State, stream};
-use crate::transfer::Received;
-use crate::{NodeSet, OwnedEntry, Snapshot, Span, Time};
-use rzab_wire::{ControlBody, Item, NodeId, Zxid};
+use crate::transfer::{Payload, Received};
+use crate::{NodeSet, Snapshot, Span, Time};
+use rzab_wire::{ControlBody, NodeId, Zxid};
+use std::sync::Arc;
 
 impl Control {
     /// The election is won: propose the history to the voters.
@@ -25,40 +26,41 @@ impl Control {
         self.current_epoch = epoch;
         self.leaderships.push((epoch, me));
         self.stats.elections_won += 1;
-        let mut snapshot: Option<Snapshot> = None;
+        // Lanes are paused: one exact snapshot serves every voter that needs one.
+        let mut snapshot: Option<Arc<Payload>> = None;
         for (&voter, &their_applied) in &c.applied {
             let diff = host.history_after(their_applied);
-            let use_snapshot = diff.is_none();
             let body = ControlBody::NewLeader {
                 applied,
-                snapshot: use_snapshot,
+                snapshot: diff.is_none(),
             };
             self.send_to(voter, epoch, body);
-            let s = stream(SYNC, epoch);
-            let tail = std::mem::take(&mut self.tail);
-            match diff {
+            let payload = match diff {
                 Some(d) => {
                     self.stats.diffs_sent += 1;
-                    self.transfer(voter, s, epoch, d.iter().chain(&tail).map(OwnedEntry::item));
+                    Arc::new(Payload {
+                        entries: d,
+                        tail: self.tail.clone(),
+                        ..Payload::default()
+                    })
                 }
                 None => {
                     self.stats.snapshots_sent += 1;
-                    let snap = snapshot.get_or_insert_with(|| host.snapshot());
-                    let items = snap.items.iter().map(|i| i.item());
-                    let sessions = snap.sessions.iter().map(|s| Item::Session(*s));
-                    let header = crate::transfer::chunk_header(self.cfg.cluster_id, epoch, me);
-                    let out = crate::transfer::Outgoing::new(
-                        header,
-                        voter,
-                        s,
-                        items.chain(sessions).chain(tail.iter().map(OwnedEntry::item)),
-                        self.cfg.mtu,
-                    );
-                    self.sending.retain(|o| !(o.to == voter && o.stream == s));
-                    self.sending.push(out);
+                    let tail = self.tail.clone();
+                    snapshot
+                        .get_or_insert_with(|| {
+                            let snap = host.snapshot();
+                            Arc::new(Payload {
+                                items: snap.items,
+                                sessions: snap.sessions,
+                                tail,
+                                ..Payload::default()
+                            })
+                        })
+                        .clone()
                 }
-            }
-            self.tail = tail;
+            };
+            self.transfer(voter, stream(SYNC, epoch), epoch, payload);
         }
         let deadline = now + Span(self.cfg.election_timeout.0 * 8);
         self.state = State::LeaderSync {
