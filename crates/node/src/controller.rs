@@ -42,6 +42,10 @@ pub struct ControlStatus {
     pub caught_up_ns: u64,
     /// Keys received in the snapshot this node joined from.
     pub installed_keys: u64,
+    /// The latest gaps between applies over 5 ms (monotonic ns).
+    pub recent_gaps: Vec<(u64, u64)>,
+    /// Control datagrams that did not decode.
+    pub decode_errors: u64,
     pub stats: ControlStats,
 }
 
@@ -72,10 +76,13 @@ pub struct Controller<T> {
     pub shared: Arc<ControlShared>,
     /// Print state changes on stderr (RZAB_TRACE_CONTROL set).
     pub trace: bool,
+    /// Control datagrams that did not decode (dropped, counted).
+    pub decode_errors: u64,
 }
 
 const BATCH: usize = 32;
-const MAX_SLEEP: Duration = Duration::from_millis(1);
+/// Longest wait, so the thread notices the end of the run promptly.
+const MAX_SLEEP: Duration = Duration::from_millis(5);
 
 impl<T: Transport> Controller<T> {
     pub fn run(mut self) {
@@ -90,8 +97,9 @@ impl<T: Transport> Controller<T> {
                 self.host.errors.push(format!("control receive failed: {e}"));
             }
             for bytes in recv.iter() {
-                if let Ok(m) = decode(bytes) {
-                    self.control.handle(now, &mut self.host, &m);
+                match decode(bytes) {
+                    Ok(m) => self.control.handle(now, &mut self.host, &m),
+                    Err(_) => self.decode_errors += 1,
                 }
             }
             self.control.handle_timeout(now, &mut self.host);
@@ -176,6 +184,8 @@ impl<T: Transport> Controller<T> {
             first_commit_ns: s.first_commit_ns.load(Ordering::Relaxed),
             caught_up_ns: s.caught_up_ns.load(Ordering::Relaxed),
             installed_keys: s.installed_keys.load(Ordering::Relaxed),
+            recent_gaps: s.recent_gaps(8),
+            decode_errors: self.decode_errors,
             stats: *self.control.stats(),
         };
         if let Ok(mut g) = self.shared.status.lock() {

@@ -141,6 +141,8 @@ pub struct Timeline {
     pub catch_ups: Vec<(NodeId, u64, u64)>,
     /// Faults that could not be carried out, and why.
     pub skipped: Vec<String>,
+    /// Per node, gaps between its applies over 5 ms (across its lives).
+    pub gaps: Vec<Vec<(u64, u64)>>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -202,9 +204,21 @@ fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6
 }
 
-/// The figures of a timeline, with the surviving nodes' outcomes (for the
-/// gaps between their applies).
+/// The figures of a timeline; the gaps between applies come from it and
+/// from the final outcomes.
 pub fn report(t: &Timeline, outcomes: &[NodeOutcome]) -> FaultReport {
+    let mut gaps: Vec<Vec<(u64, u64)>> = t.gaps.clone();
+    for o in outcomes {
+        let i = o.id as usize;
+        if gaps.len() <= i {
+            gaps.resize(i + 1, Vec::new());
+        }
+        for g in &o.gaps {
+            if !gaps[i].contains(g) {
+                gaps[i].push(*g);
+            }
+        }
+    }
     let kills: Vec<KillReport> = t
         .kills
         .iter()
@@ -216,9 +230,9 @@ pub fn report(t: &Timeline, outcomes: &[NodeOutcome]) -> FaultReport {
                 .min_by_key(|l| l.led_at_ns);
             // The window in which no replica applied: the intersection of
             // every node's gap around the kill.
-            let around: Vec<(u64, u64)> = outcomes
+            let around: Vec<(u64, u64)> = gaps
                 .iter()
-                .filter_map(|o| o.gaps.iter().find(|&&(s, e)| s <= at && at < e).copied())
+                .filter_map(|g| g.iter().find(|&&(s, e)| s <= at && at < e).copied())
                 .collect();
             let unavailable = (!around.is_empty()).then(|| {
                 let start = around.iter().map(|g| g.0).max().unwrap_or(at);
@@ -323,13 +337,19 @@ mod tests {
             ],
             catch_ups: vec![(0, 2_500_000_000, 1_000_000)],
             skipped: vec![],
+            gaps: vec![
+                vec![],
+                vec![(990_000_000, 1_045_000_000)],
+                vec![(995_000_000, 1_040_000_000)],
+            ],
         };
         let r = report(&t, &[]);
         let k = &r.kills[0];
         assert_eq!((k.new_leader, k.new_epoch), (Some(2), Some(2)));
         assert!((k.elected_ms.unwrap() - 30.0).abs() < 1e-6);
         assert!((k.failover_ms.unwrap() - 40.0).abs() < 1e-6);
-        assert_eq!(k.unavailable_ms, None, "no gaps reported");
+        let window = k.unavailable_ms.unwrap();
+        assert!((window - 45.0).abs() < 1e-6, "the gaps' intersection: {window}");
         let c = &r.restarts[0];
         assert!((c.caught_up_ms.unwrap() - 500.0).abs() < 1e-6);
         assert!((c.keys_per_s.unwrap() - 2_000_000.0).abs() < 1.0);

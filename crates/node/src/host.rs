@@ -85,7 +85,7 @@ impl NodeHost {
         if start.leader == me {
             let mut l = LeaderLane::new(c).map_err(|e| e.to_string())?;
             l.set_voters(start.voters);
-            let seqs: Vec<_> = self.node.records(lane as usize).seqs.of_lane(lane).collect();
+            let seqs: Vec<_> = self.node.records(lane as usize).seqs.iter().collect();
             l.load_sessions(seqs.into_iter());
             Ok(Role::Leader(l))
         } else {
@@ -118,7 +118,8 @@ impl NodeHost {
             op: e.op,
             value: &e.value,
         };
-        if let Err(err) = self.node.apply(lane, &a) {
+        let mut records = self.node.records(lane);
+        if let Err(err) = self.node.apply(&mut records, lane, &a) {
             self.errors
                 .push(format!("cannot apply recovered write {}: {err}", e.zxid));
         }
@@ -212,14 +213,8 @@ impl Host for NodeHost {
             .installed_keys
             .fetch_add(keys, Ordering::Relaxed);
         for l in 0..self.node.lanes() {
-            let mine: Vec<_> = snapshot
-                .sessions
-                .iter()
-                .filter(|s| s.lane as usize == l)
-                .copied()
-                .collect();
             let mut r = self.node.records(l);
-            r.seqs.load(&mine, snapshot.base);
+            r.seqs.load(&snapshot.sessions, snapshot.base);
             r.history.reset(snapshot.base);
         }
         self.node.gate.set(snapshot.base);

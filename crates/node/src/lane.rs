@@ -344,7 +344,7 @@ impl<T: Transport> LaneWorker<T> {
         let (me, lane) = (self.node.id, self.lane);
         let now = self.clock.now();
         for idx in 0..self.sessions.len() {
-            let last = self.node.records(lane as usize).seqs.last(me, lane, idx as u32);
+            let last = self.node.records(lane as usize).seqs.last(me, idx as u32);
             let s = &mut self.sessions[idx];
             match (s.pending, last) {
                 (Some(p), Some((seq, zxid))) if seq >= p.seq => {
@@ -426,6 +426,8 @@ impl<T: Transport> LaneWorker<T> {
     fn apply(&mut self, now: Time) -> Result<usize, String> {
         let mut applied = 0;
         let lane = self.lane as usize;
+        let node = self.node.clone();
+        let mut records = node.records(lane);
         while !self.hold {
             let Some(role) = self.role.as_mut() else { break };
             let Some(e) = role.next_apply() else { break };
@@ -449,9 +451,8 @@ impl<T: Transport> LaneWorker<T> {
                 op: e.meta.op,
                 value: e.value,
             };
-            self.node
-                .apply(lane, &a)
-                .map_err(|err| format!("node {} cannot apply {z}: {err}", self.node.id))?;
+            node.apply(&mut records, lane, &a)
+                .map_err(|err| format!("node {} cannot apply {z}: {err}", node.id))?;
             self.node.gate.publish(z);
             let (origin, session, seq) = (a.origin, a.session, a.seq);
             role.advance_apply();

@@ -3,8 +3,9 @@
 //! history), the command links to the lanes, where the node stands in the
 //! protocol, and a hash chain of the applied history.
 
-use rzab_proto::{ApplyGate, HistoryLog, NodeId, Op, OwnedEntry, Role, Sequencer, SessionSeqs, Zxid};
+use rzab_proto::{ApplyGate, HistoryLog, NodeId, Op, OwnedEntry, Role, Sequencer, Zxid};
 use rzab_store::{Store, StoreConfig, StoreError};
+use rzab_wire::SessionItem;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
@@ -57,13 +58,91 @@ impl History {
     }
 }
 
+/// The last applied write (seq, id) of each session of one lane, in a
+/// flat table indexed by (origin, session): the apply path's update is a
+/// store, not a map insert.
+#[derive(Debug)]
+pub struct LaneSeqs {
+    lane: u8,
+    sessions: u32,
+    slots: Vec<(u32, Zxid)>,
+}
+
+impl LaneSeqs {
+    pub fn new(lane: u8, nodes: usize, sessions: u32) -> LaneSeqs {
+        LaneSeqs {
+            lane,
+            sessions,
+            slots: vec![(0, Zxid::ZERO); nodes * sessions as usize],
+        }
+    }
+
+    fn slot(&mut self, origin: NodeId, session: u32) -> Option<&mut (u32, Zxid)> {
+        if session >= self.sessions {
+            return None;
+        }
+        self.slots
+            .get_mut(origin as usize * self.sessions as usize + session as usize)
+    }
+
+    /// Records an applied write; an older one (replayed after a fuzzy
+    /// snapshot) changes nothing. Ids out of range are ignored (the
+    /// leader's session table refuses them before they get an id).
+    pub fn record(&mut self, origin: NodeId, session: u32, seq: u32, zxid: Zxid) {
+        if let Some(s) = self.slot(origin, session)
+            && seq >= s.0
+        {
+            *s = (seq, zxid);
+        }
+    }
+
+    /// The session's last applied write, if any.
+    pub fn last(&self, origin: NodeId, session: u32) -> Option<(u32, Zxid)> {
+        let i = origin as usize * self.sessions as usize + session as usize;
+        self.slots
+            .get(i)
+            .copied()
+            .filter(|s| s.0 > 0 && session < self.sessions)
+    }
+
+    /// Every session with a write applied, as (origin, session, seq).
+    pub fn iter(&self) -> impl Iterator<Item = (NodeId, u32, u32)> + '_ {
+        let n = self.sessions.max(1) as usize;
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.0 > 0)
+            .map(move |(i, s)| ((i / n) as NodeId, (i % n) as u32, s.0))
+    }
+
+    pub fn items(&self) -> Vec<SessionItem> {
+        self.iter()
+            .map(|(origin, session, seq)| SessionItem {
+                origin,
+                lane: self.lane,
+                session,
+                seq,
+            })
+            .collect()
+    }
+
+    /// Replaces the table with a snapshot's (taken at `base`).
+    pub fn load(&mut self, items: &[SessionItem], base: Zxid) {
+        self.slots.iter_mut().for_each(|s| *s = (0, Zxid::ZERO));
+        let lane = self.lane;
+        for i in items.iter().filter(|i| i.lane == lane) {
+            self.record(i.origin, i.session, i.seq, base);
+        }
+    }
+}
+
 /// What a lane records about the writes it applied, for recovery: the last
 /// write of each session of this lane, and the latest writes themselves.
-/// Locked by the lane on apply (uncontended) and by the control thread
-/// rarely (elections, joins).
+/// Locked by the lane around its applies (uncontended) and by the control
+/// thread rarely (elections, joins).
 #[derive(Debug)]
 pub struct LaneRecords {
-    pub seqs: SessionSeqs,
+    pub seqs: LaneSeqs,
     pub history: HistoryLog,
 }
 
@@ -162,6 +241,14 @@ impl Standing {
     pub fn gaps(&self) -> Vec<(u64, u64)> {
         self.gaps.lock().map(|g| g.clone()).unwrap_or_default()
     }
+
+    /// The last `n` gaps.
+    pub fn recent_gaps(&self, n: usize) -> Vec<(u64, u64)> {
+        self.gaps
+            .lock()
+            .map(|g| g[g.len().saturating_sub(n)..].to_vec())
+            .unwrap_or_default()
+    }
 }
 
 pub struct NodeShared {
@@ -177,24 +264,26 @@ pub struct NodeShared {
 }
 
 impl NodeShared {
-    /// A node whose last applied id is `applied`, with `lanes` lanes that
-    /// each retain `retained` applied writes for recovery.
+    /// A node of a `nodes`-member cluster whose last applied id is
+    /// `applied`, with `lanes` lanes of `sessions` sessions each, that each
+    /// retain `retained` applied writes for recovery.
     pub fn new(
         id: NodeId,
         store: StoreConfig,
-        lanes: u8,
+        shape: (usize, u8, u32),
         applied: Zxid,
         retained: usize,
     ) -> Result<NodeShared, StoreError> {
+        let (nodes, lanes, sessions) = shape;
         Ok(NodeShared {
             id,
             store: Store::new(store)?,
             gate: ApplyGate::new(applied),
             history: History::default(),
             records: (0..lanes)
-                .map(|_| {
+                .map(|l| {
                     Mutex::new(LaneRecords {
-                        seqs: SessionSeqs::default(),
+                        seqs: LaneSeqs::new(l, nodes, sessions),
                         history: HistoryLog::new(retained, applied),
                     })
                 })
@@ -246,7 +335,8 @@ impl NodeShared {
     /// chain, and the lane's records. (After a fuzzy snapshot, the writes
     /// replayed after its base may briefly put older versions back; the
     /// replay in id order ends in the exact state, as in ZooKeeper.)
-    pub fn apply(&self, lane: usize, a: &Applied<'_>) -> Result<(), StoreError> {
+    /// `records` is the lane's, locked by the caller (once for many applies).
+    pub fn apply(&self, records: &mut LaneRecords, lane: usize, a: &Applied<'_>) -> Result<(), StoreError> {
         match a.op {
             Op::Put => self.store.put(a.key, a.value, a.zxid.0)?,
             Op::Delete => {
@@ -254,8 +344,8 @@ impl NodeShared {
             }
         }
         self.history.record(a);
-        let mut r = self.records(lane);
-        r.seqs.record(a.origin, lane as u8, a.session, a.seq, a.zxid);
+        let r = records;
+        r.seqs.record(a.origin, a.session, a.seq, a.zxid);
         r.history.push_with(|e| {
             e.zxid = a.zxid;
             e.lane = lane as u8;

@@ -30,7 +30,7 @@ pub enum ChildMsg {
         node: NodeId,
         lanes: Vec<Snapshot>,
         #[serde(default)]
-        control: ControlStatus,
+        control: Box<ControlStatus>,
     },
     /// The end of the run.
     Outcome(Box<NodeOutcome>),
@@ -211,7 +211,7 @@ fn supervised_run(local: &Local, id: NodeId) -> (Vec<Snapshot>, f64) {
         emit(&ChildMsg::Status {
             node: id,
             lanes: local.monitor.snapshots(),
-            control: local.controls.first().map(|c| c.read()).unwrap_or_default(),
+            control: Box::new(local.controls.first().map(|c| c.read()).unwrap_or_default()),
         });
     }
     running.unwrap_or_else(|| (local.node_snapshots(), local.elapsed()))

@@ -77,7 +77,8 @@ pub fn preloaded_node(cfg: &RunConfig, id: NodeId, rejoin: bool) -> Result<NodeS
         value_size: w.value_size,
     };
     let applied = if rejoin { Zxid::ZERO } else { Zxid::epoch_base(1) };
-    let node = NodeShared::new(id, store, cfg.lanes, applied, cfg.proto.history_retained)?;
+    let shape = (cfg.nodes as usize, cfg.lanes, cfg.workload.sessions);
+    let node = NodeShared::new(id, store, shape, applied, cfg.proto.history_retained)?;
     node.standing
         .rejoined
         .store(rejoin, std::sync::atomic::Ordering::Relaxed);
@@ -262,6 +263,7 @@ impl Local {
                 clock,
                 shared: Arc::new(ControlShared::default()),
                 trace: std::env::var_os("RZAB_TRACE_CONTROL").is_some(),
+                decode_errors: 0,
             });
         }
         let controls = controllers.iter().map(|c| c.shared.clone()).collect();

@@ -125,6 +125,14 @@ impl Shared {
                 t.leaderships.push(l);
             }
         }
+        if t.gaps.len() <= id {
+            t.gaps.resize(id + 1, Vec::new());
+        }
+        for g in &c.recent_gaps {
+            if !t.gaps[id].contains(g) {
+                t.gaps[id].push(*g);
+            }
+        }
         if c.caught_up_ns != 0
             && !t
                 .catch_ups

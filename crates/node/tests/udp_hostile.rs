@@ -3,13 +3,15 @@
 //! and datagrams from strangers; each is dropped and counted, and no node
 //! panics. The "attacker" binds the address of a fourth member that never
 //! runs (so its datagrams pass the source check and reach the decoder);
-//! the other three form a quorum of four.
+//! the other three form a quorum of four. The same member also floods the
+//! control plane with garbage and with vote requests for ever higher
+//! epochs: a leader heard by a quorum is not deposed.
 
 use rzab_node::cluster::{ClusterFile, TransportSection};
 use rzab_node::runner::{Local, RunError, drain, run_intervals};
 use rzab_node::{Distribution, RunConfig};
 use rzab_transport::udp::UdpEndpoint;
-use rzab_wire::{Encoder, Header, Kind, Op, WriteEntry};
+use rzab_wire::{ControlBody, Encoder, Header, Kind, Op, WriteEntry, Zxid};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
 
@@ -36,6 +38,27 @@ fn cluster(port: u16) -> (ClusterFile, RunConfig) {
     let file = ClusterFile::from_run(&cfg, &addrs, transport);
     file.validate().unwrap();
     (file, cfg)
+}
+
+/// A vote request from `sender` for `epoch`, claiming a long history.
+fn vote_request(epoch: u32, sender: u8) -> Vec<u8> {
+    let mut buf = vec![0u8; 256];
+    let h = Header {
+        kind: Kind::VoteRequest,
+        cluster_id: cfg_cluster(),
+        epoch,
+        sender,
+        lane: rzab_wire::CONTROL_LANE,
+        count: 0,
+        seq: 0,
+    };
+    let body = ControlBody::VoteRequest {
+        current_epoch: epoch - 1,
+        applied: Zxid::new(epoch - 1, 1 << 30),
+    };
+    let n = Encoder::control(&mut buf, h, &body).unwrap().finish();
+    buf.truncate(n);
+    buf
 }
 
 fn datagram(cluster_id: u32, epoch: u32, sender: u8) -> Vec<u8> {
@@ -76,6 +99,8 @@ fn hostile_datagrams_are_dropped_and_counted_while_the_cluster_commits() {
     .expect("three nodes start");
     // The absent fourth member's address, and a stranger's.
     let member = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::new(127, 0, 3, 4), port)).unwrap();
+    // The absent member's control address (the port after the lanes).
+    let member_ctl = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::new(127, 0, 3, 4), port + 1)).unwrap();
     let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
     let attack = std::thread::spawn(move || {
         let (leader, follower) = (
@@ -92,6 +117,15 @@ fn hostile_datagrams_are_dropped_and_counted_while_the_cluster_commits() {
                 let _ = member.send_to(&datagram(cfg_cluster(), 1, 0), to); // claims to be the leader
                 let _ = stranger.send_to(&datagram(cfg_cluster(), 1, 1), to); // not a member at all
                 sent += 5;
+            }
+            for to in [
+                SocketAddr::from(([127, 0, 3, 1], port + 1)),
+                SocketAddr::from(([127, 0, 3, 2], port + 1)),
+            ] {
+                let _ = member_ctl.send_to(&[0xde, 0xad, 1, 2, 3], to); // control garbage
+                let epoch = 2 + (sent / 10) as u32;
+                let _ = member_ctl.send_to(&vote_request(epoch, 3), to); // tries to depose the leader
+                sent += 2;
             }
             std::thread::sleep(Duration::from_micros(200));
         }
@@ -124,6 +158,19 @@ fn hostile_datagrams_are_dropped_and_counted_while_the_cluster_commits() {
         total(&|o| o.fin.transport.dropped_unknown_source) > 0,
         "stranger counted"
     );
+    assert!(total(&|o| o.control.decode_errors) > 0, "control garbage counted");
+    assert!(
+        total(&|o| o.control.stats.votes_denied) > 0,
+        "vote requests were answered, and denied"
+    );
+    for o in &outcomes {
+        assert_eq!(
+            (o.control.epoch, o.control.leader),
+            (1, Some(0)),
+            "node {} kept its leader",
+            o.id
+        );
+    }
     assert!(
         outcomes.iter().all(|o| o.errors.is_empty()),
         "{:?}",

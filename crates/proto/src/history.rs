@@ -273,6 +273,27 @@ mod tests {
     }
 
     #[test]
+    fn push_with_recycles_the_oldest_entry() {
+        let mut h = HistoryLog::new(2, Zxid::epoch_base(1));
+        for c in 1..=3 {
+            h.push_with(|slot| {
+                *slot = e(c);
+            });
+        }
+        assert_eq!(h.len(), 2);
+        assert!(h.after(Zxid::new(1, 0)).is_none(), "1 was evicted");
+        assert_eq!(h.after(Zxid::new(1, 1)).unwrap(), vec![e(2), e(3)]);
+        let mut none = HistoryLog::new(0, Zxid::epoch_base(1));
+        none.push_with(|slot| *slot = e(1));
+        assert!(none.is_empty());
+        assert_eq!(
+            none.after(Zxid::new(1, 1)).unwrap(),
+            vec![],
+            "nothing retained, nothing missed"
+        );
+    }
+
+    #[test]
     fn session_table_keeps_the_latest_and_round_trips() {
         let z = |c| Zxid::new(1, c);
         let mut s = SessionSeqs::default();

@@ -294,6 +294,47 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_payload_arrives_in_order_and_is_encoded_a_window_at_a_time() {
+        let payload = Arc::new(Payload {
+            entries: vec![entry(1)],
+            items: (0..500)
+                .map(|k| OwnedItem {
+                    key: k,
+                    zxid: Zxid::new(1, k as u32),
+                    value: vec![k as u8; 24],
+                })
+                .collect(),
+            sessions: vec![SessionItem {
+                origin: 2,
+                lane: 1,
+                session: 3,
+                seq: 4,
+            }],
+            tail: vec![entry(9)],
+        });
+        let mut out = Outgoing::new(chunk_header(1, 2, 0), 1, 5, payload.clone(), 300);
+        let mut inc = Incoming::default();
+        let mut now = Time(0);
+        while !out.done() {
+            now = now + Span(10);
+            let mut sent = 0;
+            while let Some(c) = out.poll(now, Span(100), 4) {
+                let c = c.to_vec();
+                deliver(&mut inc, &c);
+                sent += 1;
+            }
+            assert!(sent <= 4 && out.unacked.len() <= 4, "only the window is encoded");
+            out.on_ack(inc.received(), now);
+        }
+        let want: Vec<Received> = std::iter::once(Received::Entry(entry(1)))
+            .chain(payload.items.iter().cloned().map(Received::Item))
+            .chain(payload.sessions.iter().copied().map(Received::Session))
+            .chain(std::iter::once(Received::Entry(entry(9))))
+            .collect();
+        assert_eq!(inc.items, want);
+    }
+
+    #[test]
     fn an_empty_transfer_is_one_last_chunk() {
         let mut out = Outgoing::new(chunk_header(1, 2, 0), 1, 3, Arc::default(), 256);
         let mut inc = Incoming::default();

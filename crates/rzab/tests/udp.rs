@@ -10,7 +10,9 @@ fn rzab() -> Command {
 }
 
 fn run_json(args: &[&str]) -> (Output, serde_json::Value) {
-    let dir = std::env::temp_dir().join(format!("rzab-udp-test-{}-{}", std::process::id(), args.len()));
+    static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("rzab-udp-test-{}-{run}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let json = dir.join("r.json");
     let out = rzab().args(args).arg("--json").arg(&json).output().unwrap();
@@ -257,4 +259,96 @@ fn bench_net_measures_the_loopback() {
         text.contains("1472") && text.to_lowercase().contains("gso"),
         "{text}"
     );
+}
+
+/// Kills the leader's process with SIGKILL under load, then restarts it:
+/// a new leader takes over, the restarted node catches up from a
+/// snapshot, and every replica ends with the same store.
+#[test]
+fn killing_the_leader_fails_over_and_the_restarted_node_catches_up() {
+    let (out, report) = run_json(&[
+        "bench",
+        "--transport",
+        "udp",
+        "--duration",
+        "4",
+        "--keys",
+        "20000",
+        "--write-ratio",
+        "0.2",
+        "--nodes",
+        "3",
+        "--kill",
+        "leader@1s",
+        "--restart",
+        "@2s",
+    ]);
+    assert_ok(&out, &report);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let f = &report["faults"];
+    let kill = &f["kills"][0];
+    assert_eq!(kill["was_leader"], true, "{text}");
+    let new_leader = kill["new_leader"].as_u64().expect("a new leader");
+    assert_ne!(new_leader, kill["node"].as_u64().unwrap(), "{text}");
+    assert!(kill["new_epoch"].as_u64().unwrap() >= 2, "{text}");
+    // Loose bounds: the machine is shared; the figures are in the report.
+    let failover = kill["failover_ms"].as_f64().expect("the new epoch committed");
+    assert!(failover > 0.0 && failover < 2_000.0, "{text}");
+    let restart = &f["restarts"][0];
+    assert!(
+        restart["caught_up_ms"].as_f64().is_some(),
+        "the restarted node caught up: {text}"
+    );
+    assert_eq!(restart["snapshot_keys"].as_u64(), Some(20_000), "{text}");
+    let nodes = report["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3, "the restarted node reported: {text}");
+    assert!(nodes.iter().any(|n| n["rejoined"] == true), "{text}");
+    assert!(text.contains("kill          node"), "{text}");
+}
+
+#[test]
+fn a_killed_follower_is_not_waited_for() {
+    let (out, report) = run_json(&[
+        "bench",
+        "--transport",
+        "udp",
+        "--duration",
+        "2.5",
+        "--keys",
+        "5000",
+        "--kill",
+        "follower@1s",
+    ]);
+    assert_ok(&out, &report);
+    let kill = &report["faults"]["kills"][0];
+    assert_eq!(kill["was_leader"], false);
+    assert_eq!(
+        report["nodes"].as_array().unwrap().len(),
+        2,
+        "the dead node does not report"
+    );
+}
+
+#[test]
+fn crash_schedules_are_checked() {
+    let bad = |args: &[&str]| {
+        let out = rzab().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    assert!(bad(&["bench", "--kill", "leader@1s"]).contains("--transport udp"));
+    assert!(
+        bad(&[
+            "bench",
+            "--transport",
+            "udp",
+            "--duration",
+            "2",
+            "--kill",
+            "leader@5s"
+        ])
+        .contains("within the run")
+    );
+    assert!(bad(&["bench", "--transport", "udp", "--kill", "boss@1s"]).contains("node id"));
+    assert!(bad(&["bench", "--transport", "udp", "--restart", "8"]).contains("unit"));
 }

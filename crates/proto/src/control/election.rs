@@ -215,7 +215,9 @@ impl Control {
         self.accepted_epoch = epoch;
         self.voted_for = Some(self.cfg.node);
         let applied = host.applied();
-        let deadline = self.election_deadline(now) + Span(self.cfg.election_timeout.0 * 2);
+        // A fresh random timeout: two candidates that split the vote retry
+        // at different times (a round trip fits in it many times over).
+        let deadline = self.election_deadline(now);
         self.state = State::Candidate(Candidate {
             granted: NodeSet::from_ids([self.cfg.node]),
             denied: NodeSet::EMPTY,
