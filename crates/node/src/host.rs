@@ -5,6 +5,7 @@
 //! started holding their applies (a joining node).
 
 use crate::config::RunConfig;
+use crate::lane::{Control as RunPhase, Phase};
 use crate::node::{Applied, LaneCmd, LaneReply, NodeShared};
 use rzab_proto::{
     FollowerLane, Host, LaneStart, LeaderLane, NodeId, OwnedEntry, OwnedItem, Role, Sequencer, Snapshot, Zxid,
@@ -18,6 +19,7 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct NodeHost {
     node: Arc<NodeShared>,
+    phase: Arc<RunPhase>,
     cfg: RunConfig,
     /// The current epoch's id source when leading.
     sequencer: Option<Arc<Sequencer>>,
@@ -52,9 +54,15 @@ fn take_snapshot(node: &NodeShared) -> Snapshot {
 }
 
 impl NodeHost {
-    pub fn new(node: Arc<NodeShared>, cfg: RunConfig, sequencer: Option<Arc<Sequencer>>) -> NodeHost {
+    pub fn new(
+        node: Arc<NodeShared>,
+        phase: Arc<RunPhase>,
+        cfg: RunConfig,
+        sequencer: Option<Arc<Sequencer>>,
+    ) -> NodeHost {
         NodeHost {
             node,
+            phase,
             cfg,
             sequencer,
             errors: Vec::new(),
@@ -69,14 +77,22 @@ impl NodeHost {
 
     fn ask(&mut self, lane: usize, cmd: LaneCmd) -> Option<LaneReply> {
         self.tell(lane, cmd);
-        match self.node.links[lane].reply_rx.recv_timeout(REPLY_TIMEOUT) {
-            Ok(r) => Some(r),
-            Err(_) => {
-                self.errors
-                    .push(format!("lane {lane} did not answer the control thread"));
-                None
+        let start = std::time::Instant::now();
+        while start.elapsed() < REPLY_TIMEOUT {
+            if let Ok(r) = self.node.links[lane]
+                .reply_rx
+                .recv_timeout(Duration::from_millis(20))
+            {
+                return Some(r);
+            }
+            if self.phase.get() == Phase::Stopped {
+                // The run is over: lanes have stopped answering.
+                return None;
             }
         }
+        self.errors
+            .push(format!("lane {lane} did not answer the control thread"));
+        None
     }
 
     fn role(&self, lane: u8, start: &LaneStart) -> Result<Role, String> {
@@ -133,6 +149,8 @@ impl Host for NodeHost {
     }
 
     fn pause_lanes(&mut self) -> Vec<OwnedEntry> {
+        self.node
+            .log_event(|| format!("pause at {}", self.node.gate.applied()));
         let mut held = Vec::new();
         for l in 0..self.node.lanes() {
             if let Some(LaneReply::Held(h)) = self.ask(l, LaneCmd::Pause) {
@@ -143,13 +161,27 @@ impl Host for NodeHost {
         self.node.standing.serving.store(false, Ordering::Relaxed);
         held.sort_by_key(|e| e.zxid);
         held.dedup_by_key(|e| e.zxid);
+        self.node.log_event(|| {
+            format!(
+                "held {} entries {:?}..{:?}",
+                held.len(),
+                held.first().map(|e| e.zxid),
+                held.last().map(|e| e.zxid)
+            )
+        });
         held
     }
 
     fn history_after(&self, after: Zxid) -> Option<Vec<OwnedEntry>> {
+        // Lanes may apply while their records are read one after another:
+        // cut at an applied point read first, so the merge has no hole (a
+        // later id from one lane without an earlier one from another, which
+        // the receiver would then skip for good).
+        let upto = self.node.gate.applied();
         let mut all = Vec::new();
         for l in 0..self.node.lanes() {
-            all.extend(self.node.records(l).history.after(after)?);
+            let mine = self.node.records(l).history.after(after)?;
+            all.extend(mine.into_iter().filter(|e| e.zxid <= upto));
         }
         all.sort_by_key(|e| e.zxid);
         Some(all)
@@ -172,6 +204,15 @@ impl Host for NodeHost {
     }
 
     fn apply(&mut self, entries: &[OwnedEntry]) {
+        self.node.log_event(|| {
+            format!(
+                "control applies {} entries {:?}..{:?} at {}",
+                entries.len(),
+                entries.first().map(|e| e.zxid),
+                entries.last().map(|e| e.zxid),
+                self.node.gate.applied()
+            )
+        });
         for e in entries {
             if e.zxid > self.node.gate.applied() {
                 self.apply_one(e);
@@ -180,6 +221,8 @@ impl Host for NodeHost {
     }
 
     fn advance_to(&mut self, to: Zxid) {
+        self.node
+            .log_event(|| format!("advance to {to} from {}", self.node.gate.applied()));
         if to > self.node.gate.applied() {
             self.node.gate.set(to);
         }
@@ -221,6 +264,8 @@ impl Host for NodeHost {
     }
 
     fn start_lanes(&mut self, start: &LaneStart) {
+        self.node
+            .log_event(|| format!("start {start:?} at {}", self.node.gate.applied()));
         if start.lids.is_none() && self.node.gate.applied().epoch() < start.epoch {
             // The lanes of a new epoch number from its base.
             self.node.gate.start_epoch(start.epoch);

@@ -437,6 +437,7 @@ impl<T: Transport> LaneWorker<T> {
                     // In the snapshot or history this node joined from.
                     role.skip_applied();
                     self.rt.skipped_applied += 1;
+                    node.log_event(|| format!("lane {lane} skips {z}"));
                     continue;
                 }
                 self.rt.gate_waits += 1;
@@ -672,6 +673,7 @@ impl<T: Transport> LaneWorker<T> {
     fn publish(&mut self, now: Time) {
         self.last_publish = now;
         let mut progress = self.role.as_ref().map(progress).unwrap_or_default();
+        progress.serving = self.serving && self.role.is_some();
         progress.blocked_sessions = self.sessions.iter().filter(|s| s.is_blocked()).count() as u64;
         progress.failed = self.error.is_some();
         progress.draining = self.control.get() != Phase::Running;
@@ -692,8 +694,13 @@ impl<T: Transport> LaneWorker<T> {
 /// Where a lane's log stands.
 fn progress(role: &Role) -> Progress {
     let (apply_lid, commit_lid, end_lid) = role.lids();
+    let epoch = match role {
+        Role::Leader(l) => l.config().epoch,
+        Role::Follower(f) => f.config().epoch,
+    };
     Progress {
         leader: role.is_leader(),
+        epoch,
         apply_lid,
         commit_lid,
         end_lid,

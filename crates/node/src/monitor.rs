@@ -103,9 +103,18 @@ impl Monitor {
     pub fn converged(&self) -> Result<(), String> {
         let snaps = self.snapshots();
         let mut waiting = Vec::new();
-        for (w, s) in self.lanes.iter().zip(&snaps) {
-            if s.progress.down {
-                continue;
+        let live = || self.lanes.iter().zip(&snaps).filter(|(_, s)| !s.progress.down);
+        // One epoch, everyone in it serving: not in the middle of an election.
+        let epochs: std::collections::BTreeSet<u32> = live().map(|(_, s)| s.progress.epoch).collect();
+        if epochs.len() > 1 {
+            waiting.push(format!("lanes are in different epochs {epochs:?}"));
+        }
+        for (w, s) in live() {
+            if !s.progress.serving {
+                waiting.push(format!(
+                    "node {} lane {} is not serving (between epochs)",
+                    w.node, w.lane
+                ));
             }
             if !s.progress.draining {
                 waiting.push(format!("node {} lane {} has not seen the drain", w.node, w.lane));
@@ -131,6 +140,7 @@ impl Monitor {
                     .filter(move |(w, s)| w.lane as usize == lane && !s.progress.down)
             };
             let Some((_, leader)) = of_lane().find(|(_, s)| s.progress.leader) else {
+                waiting.push(format!("lane {lane} has no leader"));
                 continue;
             };
             let end = leader.progress.end_lid;

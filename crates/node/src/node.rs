@@ -261,6 +261,9 @@ pub struct NodeShared {
     pub standing: Standing,
     /// Every lane's waker, to wake lanes waiting on the gate or a command.
     wakers: OnceLock<Vec<Waker>>,
+    /// Debugging aid: every applied write, one line each, to the file
+    /// `$RZAB_APPLY_LOG/node-N.log`.
+    apply_log: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
 }
 
 impl NodeShared {
@@ -302,6 +305,12 @@ impl NodeShared {
                 installed_keys: AtomicU64::new(0),
             },
             wakers: OnceLock::new(),
+            apply_log: std::env::var_os("RZAB_APPLY_LOG").and_then(|dir| {
+                let path = std::path::Path::new(&dir).join(format!("node-{id}-{}.log", std::process::id()));
+                std::fs::File::create(path)
+                    .ok()
+                    .map(|f| Mutex::new(std::io::BufWriter::new(f)))
+            }),
         })
     }
 
@@ -344,6 +353,16 @@ impl NodeShared {
             }
         }
         self.history.record(a);
+        if let Some(log) = &self.apply_log
+            && let Ok(mut w) = log.lock()
+        {
+            use std::io::Write;
+            let _ = writeln!(
+                w,
+                "{} {} {} {} {} {}",
+                a.zxid, lane, a.origin, a.session, a.seq, a.key
+            );
+        }
         let r = records;
         r.seqs.record(a.origin, a.session, a.seq, a.zxid);
         r.history.push_with(|e| {
@@ -358,6 +377,17 @@ impl NodeShared {
             e.value.extend_from_slice(a.value);
         });
         Ok(())
+    }
+
+    /// Debugging aid: notes an event in the apply log, if on.
+    pub fn log_event(&self, what: impl FnOnce() -> String) {
+        if let Some(log) = &self.apply_log
+            && let Ok(mut w) = log.lock()
+        {
+            use std::io::Write;
+            let _ = writeln!(w, "# {}", what());
+            let _ = w.flush();
+        }
     }
 
     /// Whether this node leads (for reports).

@@ -256,7 +256,7 @@ impl Local {
             };
             controllers.push(Controller {
                 control: plane,
-                host: NodeHost::new(node.clone(), cfg.clone(), sequencer),
+                host: NodeHost::new(node.clone(), control.clone(), cfg.clone(), sequencer),
                 node: node.clone(),
                 transport: control_transport(node.id)?,
                 phase: control.clone(),

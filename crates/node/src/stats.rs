@@ -86,6 +86,12 @@ pub struct Progress {
     /// waited for, not a failure.
     #[serde(default)]
     pub down: bool,
+    /// The epoch of the lane's role, and whether it runs and serves
+    /// (false between epochs: the lane waits for its control plane).
+    #[serde(default)]
+    pub epoch: u32,
+    #[serde(default)]
+    pub serving: bool,
 }
 
 /// One lane's published figures.

@@ -66,6 +66,8 @@ pub struct SimHost {
     pub resolved: Vec<usize>,
     /// A snapshot replaced the store at this base since the world looked.
     pub installed: Option<u64>,
+    /// Writes the node's own leader lane refused (a bug, reported).
+    pub refused: Vec<String>,
 }
 
 /// How many applied entries a node retains for diffs (small: the sim
@@ -117,6 +119,7 @@ impl SimHost {
             completed: Vec::new(),
             resolved: Vec::new(),
             installed: None,
+            refused: Vec::new(),
         }
     }
 
@@ -242,7 +245,14 @@ impl SimHost {
                 }
             }
             Submitted::Retry => {}
-            Submitted::Refused(why) => panic!("the simulator submitted a bad write: {why}"),
+            // A session's next write refused as already sequenced: its
+            // node's view of its own session went wrong (a checker fails).
+            Submitted::Refused(why) => {
+                let id = slot.sessions[i].id;
+                self.refused.push(format!("{id:?} write {}: {why}", p.seq));
+                slot.sessions[i].pending = None;
+                self.resolved.push(p.idx);
+            }
         }
     }
 

@@ -246,6 +246,12 @@ impl<'c> World<'c> {
             }
         }
         violations.extend(self.convergence());
+        for n in &self.nodes {
+            violations.extend(n.host.refused.iter().map(|why| Violation {
+                check: "session",
+                detail: format!("a session's write was refused by its own node: {why}"),
+            }));
+        }
         for n in 0..self.shape.nodes {
             self.harvest_leaderships(n);
         }

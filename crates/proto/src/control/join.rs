@@ -219,9 +219,12 @@ impl Control {
         }
     }
 
-    /// (Leader) a joined node reports its progress: promote it when caught up.
-    /// The join is kept until the node reports running, so that a lost
-    /// StartEpoch is sent again.
+    /// (Leader) a joined node reports its progress. Caught up, it is sent
+    /// StartEpoch (again, until it runs); only once it runs in this epoch
+    /// do the lanes count its acknowledgements. In that order, any node
+    /// whose acks count considers itself a member of the epoch, so its
+    /// votes carry the entries it holds: counting a node that still votes
+    /// as an outsider could commit writes no election would find.
     pub(super) fn maybe_promote(&mut self, host: &mut impl Host, node: NodeId, applied: Zxid, running: bool) {
         let epoch = self.current_epoch;
         let State::Leading(l) = &mut self.state else {
@@ -229,8 +232,13 @@ impl Control {
         };
         let Some(j) = l.joins.get(&node) else { return };
         let Some((_, target)) = j.target else { return };
-        if j.promoted && running {
-            l.joins.remove(&node);
+        if j.promoted {
+            if !running {
+                self.send_to(node, epoch, ControlBody::StartEpoch { base: target });
+            } else if host.promote(node) {
+                l.joins.remove(&node);
+                l.synced.insert(node);
+            }
             return;
         }
         // Its applied point alone does not show it installed this join's
@@ -240,16 +248,12 @@ impl Control {
             .sending
             .iter()
             .any(|o| o.to == node && o.stream & 0x0FFF_FFFF == low && !o.done());
-        if applied < target || delivering || (!j.promoted && !host.promote(node)) {
+        if applied < target || delivering {
             return;
         }
-        let State::Leading(l) = &mut self.state else {
-            return;
-        };
         if let Some(j) = l.joins.get_mut(&node) {
             j.promoted = true;
         }
-        l.synced.insert(node);
         self.send_to(node, epoch, ControlBody::StartEpoch { base: target });
     }
 
