@@ -157,15 +157,18 @@ impl Outgoing {
         self.unacked.get((n - self.acked) as usize).map(|c| &c[..])
     }
 
-    pub fn on_ack(&mut self, chunks: u32, now: Time) {
+    /// Takes a cumulative acknowledgement; returns whether it was progress.
+    pub fn on_ack(&mut self, chunks: u32, now: Time) -> bool {
         let known = self.acked + self.unacked.len() as u32;
         let chunks = chunks.min(known);
-        if chunks > self.acked {
-            self.unacked.drain(..(chunks - self.acked) as usize);
-            self.acked = chunks;
-            self.next = self.next.max(chunks);
-            self.sent_at = now;
+        if chunks <= self.acked {
+            return false;
         }
+        self.unacked.drain(..(chunks - self.acked) as usize);
+        self.acked = chunks;
+        self.next = self.next.max(chunks);
+        self.sent_at = now;
+        true
     }
 
     pub fn deadline(&self, rto: Span) -> Option<Time> {
@@ -173,33 +176,63 @@ impl Outgoing {
     }
 }
 
-/// The receiving end: takes chunks in order, acknowledges cumulatively.
+/// The receiving end: keeps chunks that arrive early (datagrams reorder)
+/// and acknowledges the in-order prefix.
 #[derive(Debug, Default)]
 pub struct Incoming {
     next: u32,
     done: bool,
     pub items: Vec<Received>,
+    /// Chunks past `next`, with their last flag.
+    ahead: std::collections::BTreeMap<u32, (bool, Vec<Received>)>,
+}
+
+/// Chunks kept ahead of the next expected one (the sender's window is
+/// far smaller; this bounds what a confused sender can make us hold).
+const AHEAD_MAX: u32 = 1024;
+
+fn owned(items: Items<'_>) -> Vec<Received> {
+    items
+        .map(|item| match item {
+            Item::History(h) => Received::Entry(OwnedEntry::from_item(&h)),
+            Item::Snapshot(s) => Received::Item(OwnedItem {
+                key: s.key,
+                zxid: s.zxid,
+                value: s.value.to_vec(),
+            }),
+            Item::Session(s) => Received::Session(s),
+        })
+        .collect()
 }
 
 impl Incoming {
-    /// Takes chunk `chunk` if it is the next one. Returns whether it was.
+    /// Takes chunk `chunk`. Returns whether it was new (in order, or kept
+    /// for later).
     pub fn on_chunk(&mut self, chunk: u32, last: bool, items: Items<'_>) -> bool {
-        if self.done || chunk != self.next {
+        if self.done || chunk < self.next || chunk >= self.next.saturating_add(AHEAD_MAX) {
             return false;
         }
-        for item in items {
-            self.items.push(match item {
-                Item::History(h) => Received::Entry(OwnedEntry::from_item(&h)),
-                Item::Snapshot(s) => Received::Item(OwnedItem {
-                    key: s.key,
-                    zxid: s.zxid,
-                    value: s.value.to_vec(),
-                }),
-                Item::Session(s) => Received::Session(s),
-            });
+        if chunk > self.next {
+            if self.ahead.contains_key(&chunk) {
+                return false;
+            }
+            self.ahead.insert(chunk, (last, owned(items)));
+            return true;
         }
+        self.items.extend(owned(items));
         self.next += 1;
         self.done = last;
+        while !self.done {
+            let Some((last, items)) = self.ahead.remove(&self.next) else {
+                break;
+            };
+            self.items.extend(items);
+            self.next += 1;
+            self.done = last;
+        }
+        if self.done {
+            self.ahead.clear();
+        }
         true
     }
 
@@ -332,6 +365,26 @@ mod tests {
             .chain(std::iter::once(Received::Entry(entry(9))))
             .collect();
         assert_eq!(inc.items, want);
+    }
+
+    #[test]
+    fn chunks_arriving_out_of_order_are_kept() {
+        let entries: Vec<OwnedEntry> = (1..=60).map(entry).collect();
+        let payload = Arc::new(Payload::of_entries(entries.clone()));
+        let mut out = Outgoing::new(chunk_header(1, 2, 0), 1, 9, payload, 256);
+        let mut chunks = Vec::new();
+        while let Some(c) = out.poll(Time(0), Span(100), 64) {
+            chunks.push(c.to_vec());
+        }
+        assert!(chunks.len() > 5);
+        let mut inc = Incoming::default();
+        for c in chunks.iter().rev() {
+            deliver(&mut inc, c);
+        }
+        assert!(inc.done(), "the whole window, delivered backwards, completes");
+        assert_eq!(inc.received(), chunks.len() as u32);
+        assert_eq!(inc.items.len(), entries.len());
+        assert!(!deliver(&mut inc, &chunks[2]), "a duplicate is ignored");
     }
 
     #[test]

@@ -19,6 +19,11 @@ pub struct Shape {
     pub write_credits: usize,
     pub window: usize,
     pub retransmit_timeout: Span,
+    /// Control plane timers: heartbeat period and election timeout. Short
+    /// ones (a few network delays) make elections storm, as on a loaded
+    /// machine.
+    pub heartbeat: Span,
+    pub election_timeout: Span,
 }
 
 /// The simulated cluster's id.
@@ -38,6 +43,15 @@ impl Shape {
         let sessions = rng.random_range(1..=4);
         let write_ratio = pick(rng, &[0.1, 0.5, 0.9, 1.0]);
         let broadcast = pick(rng, &[BroadcastMode::Multicast, BroadcastMode::Unicast]);
+        let (heartbeat, election_timeout) = pick(
+            rng,
+            &[
+                (Span::from_millis(2), Span::from_millis(10)),
+                (Span::from_millis(2), Span::from_millis(10)),
+                (Span::from_micros(100), Span::from_micros(300)),
+                (Span::from_micros(300), Span::from_millis(1)),
+            ],
+        );
         Shape {
             nodes: cfg.nodes.unwrap_or(nodes),
             lanes: cfg.lanes.unwrap_or(lanes),
@@ -50,6 +64,8 @@ impl Shape {
             write_credits: rng.random_range(1..=6),
             window: pick(rng, &[16, 64, 1024]),
             retransmit_timeout: Span::from_micros(pick(rng, &[300, 1_000, 5_000])),
+            heartbeat,
+            election_timeout,
         }
     }
 
@@ -89,8 +105,8 @@ impl Shape {
     pub fn control_config(&self, node: NodeId, cfg: &SimConfig, seed: u64) -> ControlConfig {
         let mut c = ControlConfig::new(CLUSTER_ID, node, self.members());
         c.mtu = self.mtu.max(512);
-        c.heartbeat = Span::from_millis(2);
-        c.election_timeout = Span::from_millis(10);
+        c.heartbeat = self.heartbeat;
+        c.election_timeout = self.election_timeout;
         c.transfer_timeout = Span::from_millis(2);
         c.seed = seed;
         c.planted_bug = cfg.bug;
@@ -102,7 +118,8 @@ impl std::fmt::Display for Shape {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} nodes x {} lanes, {} sessions/lane, {:.0}% writes, {:?}, mtu {}, credits p{}/c{}/w{}, window {}, rto {}",
+            "{} nodes x {} lanes, {} sessions/lane, {:.0}% writes, {:?}, mtu {}, credits p{}/c{}/w{}, window {}, rto {}, \
+             heartbeat {}, election timeout {}",
             self.nodes,
             self.lanes,
             self.sessions,
@@ -113,7 +130,9 @@ impl std::fmt::Display for Shape {
             self.commit_credits,
             self.write_credits,
             self.window,
-            self.retransmit_timeout
+            self.retransmit_timeout,
+            self.heartbeat,
+            self.election_timeout
         )
     }
 }

@@ -282,6 +282,8 @@ pub struct Control {
     /// Lanes run (and the node serves) in `current_epoch`.
     running: bool,
     state: State,
+    /// When a transfer last made progress (phases wait while it does).
+    transfer_progress_at: Time,
     /// This node's current join request (as a learner).
     join_request: u32,
     /// The join's snapshot or history is installed (promotion may follow).
@@ -355,6 +357,7 @@ impl Control {
             },
             tail: Vec::new(),
             join_request: 0,
+            transfer_progress_at: Time::ZERO,
             join_installed: false,
             last_leader_contact: Time::ZERO,
             outbox: VecDeque::new(),
@@ -525,12 +528,12 @@ impl Control {
                 self.on_new_leader(now, host, from, epoch, applied, snapshot)
             }
             ControlBody::TransferAck { stream, chunks } => {
-                if let Some(o) = self
+                let out = self
                     .sending
                     .iter_mut()
-                    .find(|o| o.to == from && o.stream == stream)
-                {
-                    o.on_ack(chunks, now);
+                    .find(|o| o.to == from && o.stream == stream);
+                if out.is_some_and(|o| o.on_ack(chunks, now)) {
+                    self.transfer_progress_at = now;
                 }
             }
             ControlBody::NewLeaderAck { .. } => self.on_new_leader_ack(now, host, from, epoch),
@@ -564,7 +567,9 @@ impl Control {
             return;
         }
         let inc = self.receiving.entry((from, stream)).or_default();
-        inc.on_chunk(chunk, last, items);
+        if inc.on_chunk(chunk, last, items) {
+            self.transfer_progress_at = now;
+        }
         let (received, done) = (inc.received(), inc.done());
         self.send_to(
             from,
@@ -625,25 +630,37 @@ impl Control {
                 }
                 self.leader_checks(now, host);
             }
-            State::Following { deadline, .. }
-            | State::Waiting { deadline }
-            | State::Voted { deadline, .. } => {
+            State::Following { deadline, .. } | State::Waiting { deadline } => {
                 if now >= *deadline {
                     self.start_election(now, host);
                 }
             }
+            State::Voted { deadline, .. } => {
+                let d = *deadline;
+                if now >= self.phase_deadline(d) {
+                    self.start_election(now, host);
+                }
+            }
             State::Syncing { deadline, .. } | State::LeaderSync { deadline, .. } => {
-                if now >= *deadline {
+                let d = *deadline;
+                if now >= self.phase_deadline(d) {
                     self.give_up(now, host);
                 }
             }
             State::Candidate(c) => {
-                if now >= c.deadline {
+                let d = c.deadline;
+                if now >= self.phase_deadline(d) {
                     self.give_up(now, host);
                 }
             }
             State::Learner { .. } => self.learner_tick(now, host),
         }
+    }
+
+    /// A phase's deadline, pushed back while its transfers make progress (a
+    /// large snapshot may take far longer than an election timeout).
+    fn phase_deadline(&self, deadline: Time) -> Time {
+        deadline.max(self.transfer_progress_at + Span(self.cfg.election_timeout.0 * 4))
     }
 
     /// A phase that waited too long: back to waiting (an election follows).
@@ -658,12 +675,11 @@ impl Control {
         let state = match &self.state {
             // Joins waiting for the applied point are served at heartbeats.
             State::Leading(l) => Some(l.next_heartbeat),
-            State::Following { deadline, .. }
-            | State::Waiting { deadline }
-            | State::Voted { deadline, .. }
+            State::Following { deadline, .. } | State::Waiting { deadline } => Some(*deadline),
+            State::Voted { deadline, .. }
             | State::Syncing { deadline, .. }
-            | State::LeaderSync { deadline, .. } => Some(*deadline),
-            State::Candidate(c) => Some(c.deadline),
+            | State::LeaderSync { deadline, .. } => Some(self.phase_deadline(*deadline)),
+            State::Candidate(c) => Some(self.phase_deadline(c.deadline)),
             State::Learner {
                 leader,
                 asked_at,
