@@ -375,16 +375,16 @@ impl ClusterFile {
                     format!("{a}: needs a concrete IP and port"),
                 ));
             }
-            if a.port() as usize + self.lanes as usize > 65536 {
+            // Each lane's port, then the control plane's.
+            let ports = self.lanes as usize + 1;
+            if a.port() as usize + ports > 65536 {
                 return Err(bad(
                     &field("address"),
-                    format!("port {} + {} lanes exceeds 65535", a.port(), self.lanes),
+                    format!("port {} + {} lanes + control exceeds 65535", a.port(), self.lanes),
                 ));
             }
             for (j, m) in self.nodes[..i].iter().enumerate() {
-                if m.address.ip() == n.address.ip()
-                    && n.address.port().abs_diff(m.address.port()) < self.lanes as u16
-                {
+                if m.address.ip() == n.address.ip() && (n.address.port().abs_diff(m.address.port()) as usize) < ports {
                     return Err(bad(
                         &field("address"),
                         format!(
