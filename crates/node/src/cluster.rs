@@ -384,7 +384,9 @@ impl ClusterFile {
                 ));
             }
             for (j, m) in self.nodes[..i].iter().enumerate() {
-                if m.address.ip() == n.address.ip() && (n.address.port().abs_diff(m.address.port()) as usize) < ports {
+                if m.address.ip() == n.address.ip()
+                    && (n.address.port().abs_diff(m.address.port()) as usize) < ports
+                {
                     return Err(bad(
                         &field("address"),
                         format!(

@@ -32,6 +32,9 @@ pub struct Fault {
     /// Since the sessions started.
     pub at: Duration,
     pub action: Action,
+    /// Wait (up to 10 s) until every running node serves in one epoch: a
+    /// kill the cluster can survive, for failover figures.
+    pub when_healthy: bool,
 }
 
 fn parse_time(s: &str) -> Result<Duration, String> {
@@ -66,6 +69,7 @@ impl Fault {
         Ok(Fault {
             at: parse_time(at)?,
             action: Action::Kill(target),
+            when_healthy: false,
         })
     }
 
@@ -74,6 +78,7 @@ impl Fault {
         Ok(Fault {
             at: parse_time(s.strip_prefix('@').unwrap_or(s))?,
             action: Action::Restart,
+            when_healthy: false,
         })
     }
 }
@@ -101,8 +106,8 @@ impl FromStr for Fault {
     }
 }
 
-/// `count` leader kills, `every` apart from `first`, each victim restarted
-/// halfway to the next kill.
+/// `count` leader kills, `every` apart from `first` (each waits until the
+/// cluster is whole again), each victim restarted halfway to the next kill.
 pub fn repeated_failovers(first: Duration, every: Duration, count: u32) -> Vec<Fault> {
     (0..count)
         .flat_map(|i| {
@@ -111,10 +116,12 @@ pub fn repeated_failovers(first: Duration, every: Duration, count: u32) -> Vec<F
                 Fault {
                     at,
                     action: Action::Kill(Target::Leader),
+                    when_healthy: true,
                 },
                 Fault {
                     at: at + every / 2,
                     action: Action::Restart,
+                    when_healthy: false,
                 },
             ]
         })
@@ -291,7 +298,8 @@ mod tests {
             Fault::kill("leader@5s").unwrap(),
             Fault {
                 at: Duration::from_secs(5),
-                action: Action::Kill(Target::Leader)
+                action: Action::Kill(Target::Leader),
+                when_healthy: false,
             }
         );
         assert_eq!(
@@ -311,6 +319,7 @@ mod tests {
     fn repeated_failovers_alternate_kills_and_restarts() {
         let f = repeated_failovers(Duration::from_secs(1), Duration::from_secs(2), 3);
         assert_eq!(f.len(), 6);
+        assert!(f[0].when_healthy && !f[1].when_healthy);
         assert_eq!(f[1].at, Duration::from_secs(2));
         assert_eq!(f[4].at, Duration::from_secs(5));
     }

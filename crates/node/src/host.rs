@@ -7,9 +7,7 @@
 use crate::config::RunConfig;
 use crate::lane::{Control as RunPhase, Phase};
 use crate::node::{Applied, LaneCmd, LaneReply, NodeShared};
-use rzab_proto::{
-    FollowerLane, Host, LaneStart, LeaderLane, NodeId, OwnedEntry, OwnedItem, Role, Sequencer, Snapshot, Zxid,
-};
+use rzab_proto::{Host, LaneStart, NodeId, OwnedEntry, OwnedItem, Role, Sequencer, Snapshot, Zxid};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -96,25 +94,11 @@ impl NodeHost {
     }
 
     fn role(&self, lane: u8, start: &LaneStart) -> Result<Role, String> {
-        let me = self.node.id;
-        let c = self.cfg.lane_config_in(me, lane, start.epoch, start.leader);
-        if start.leader == me {
-            let mut l = LeaderLane::new(c).map_err(|e| e.to_string())?;
-            l.set_voters(start.voters);
-            let seqs: Vec<_> = self.node.records(lane as usize).seqs.iter().collect();
-            l.load_sessions(seqs.into_iter());
-            Ok(Role::Leader(l))
-        } else {
-            let from = start
-                .lids
-                .as_ref()
-                .and_then(|v| v.get(lane as usize))
-                .copied()
-                .unwrap_or(0);
-            Ok(Role::Follower(
-                FollowerLane::new_at(c, from).map_err(|e| e.to_string())?,
-            ))
-        }
+        let c = self
+            .cfg
+            .lane_config_in(self.node.id, lane, start.epoch, start.leader);
+        let seqs: Vec<_> = self.node.records(lane as usize).seqs.iter().collect();
+        Role::starting(c, start, seqs.into_iter()).map_err(|e| e.to_string())
     }
 
     fn apply_one(&mut self, e: &OwnedEntry) {

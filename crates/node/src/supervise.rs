@@ -483,6 +483,30 @@ fn supervise_with(
     Ok(report)
 }
 
+/// Waits until every running node serves in one epoch (up to 10 s).
+fn wait_healthy(shared: &Shared, children: &Mutex<Children>, stop: &AtomicBool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) && !stop.load(Ordering::SeqCst) {
+        let running: Vec<bool> = children
+            .lock()
+            .map(|c| c.0.iter().map(|s| s.child.is_some()).collect())
+            .unwrap_or_default();
+        let status = shared.status.lock().map(|s| s.clone()).unwrap_or_default();
+        let live: Vec<&ControlStatus> = status
+            .iter()
+            .zip(&running)
+            .filter(|(_, r)| **r)
+            .map(|(s, _)| s)
+            .collect();
+        let epoch = live.first().map(|s| s.epoch);
+        if !live.is_empty() && live.iter().all(|s| s.serving && Some(s.epoch) == epoch) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
 /// Carries out the crash schedule (until `stop`), noting what it did.
 fn run_faults(schedule: &[Fault], children: &Mutex<Children>, launcher: &Launcher<'_>, stop: &AtomicBool) {
     let start = Instant::now();
@@ -494,6 +518,13 @@ fn run_faults(schedule: &[Fault], children: &Mutex<Children>, launcher: &Launche
                 return;
             }
             std::thread::sleep((f.at - start.elapsed()).min(Duration::from_millis(5)));
+        }
+        if f.when_healthy && !wait_healthy(shared, children, stop) {
+            if let Ok(mut t) = shared.timeline.lock() {
+                t.skipped
+                    .push(format!("{f}: the cluster was not whole within 10 s"));
+            }
+            continue;
         }
         let Ok(mut c) = children.lock() else { return };
         let skip = |why: String| {

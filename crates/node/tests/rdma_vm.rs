@@ -11,6 +11,8 @@
 //! set, as the VM script does). Soft-RoCE under emulation is slow: the
 //! figures prove function and relative cost, not speed.
 
+mod common;
+
 use rzab_node::cluster::{ClusterFile, TransportSection};
 use rzab_node::report::{NodeOutcome, Percentiles};
 use rzab_node::runner::{Local, RunError, drain, run_intervals};
@@ -20,7 +22,6 @@ use rzab_transport::lossy::Lossy;
 use rzab_transport::rdma::{self, RdmaConfig, RdmaEndpoint};
 use rzab_transport::udp::UdpEndpoint;
 use rzab_transport::{RecvBatch, SendBatch, Transport, TransportStats};
-use rzab_wire::{Encoder, Header, Kind, Op, WriteEntry};
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::{Mutex, MutexGuard};
@@ -477,27 +478,7 @@ fn loss_between_devices_is_repaired_over_rdma_multicast() {
 }
 
 fn datagram(cluster_id: u32, epoch: u32, sender: u8) -> Vec<u8> {
-    let mut buf = vec![0u8; 256];
-    let h = Header {
-        kind: Kind::Write,
-        cluster_id,
-        epoch,
-        sender,
-        lane: 0,
-        count: 0,
-        seq: 1,
-    };
-    let mut e = Encoder::write(&mut buf, h).expect("room");
-    assert!(e.push_write(&WriteEntry {
-        session: 0,
-        seq: 1,
-        key: 3,
-        op: Op::Put,
-        value: &[7; 32]
-    }));
-    let n = e.finish();
-    buf.truncate(n);
-    buf
+    common::write_datagram(cluster_id, epoch, sender)
 }
 
 /// A live cluster of three (of four members) keeps committing while the

@@ -7,11 +7,13 @@
 //! control plane with garbage and with vote requests for ever higher
 //! epochs: a leader heard by a quorum is not deposed.
 
+mod common;
+
 use rzab_node::cluster::{ClusterFile, TransportSection};
 use rzab_node::runner::{Local, RunError, drain, run_intervals};
 use rzab_node::{Distribution, RunConfig};
 use rzab_transport::udp::UdpEndpoint;
-use rzab_wire::{ControlBody, Encoder, Header, Kind, Op, WriteEntry, Zxid};
+use rzab_wire::{ControlBody, Encoder, Header, Kind, Zxid};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
 
@@ -62,27 +64,7 @@ fn vote_request(epoch: u32, sender: u8) -> Vec<u8> {
 }
 
 fn datagram(cluster_id: u32, epoch: u32, sender: u8) -> Vec<u8> {
-    let mut buf = vec![0u8; 256];
-    let h = Header {
-        kind: Kind::Write,
-        cluster_id,
-        epoch,
-        sender,
-        lane: 0,
-        count: 0,
-        seq: 1,
-    };
-    let mut e = Encoder::write(&mut buf, h).unwrap();
-    assert!(e.push_write(&WriteEntry {
-        session: 0,
-        seq: 1,
-        key: 3,
-        op: Op::Put,
-        value: &[7; 32]
-    }));
-    let n = e.finish();
-    buf.truncate(n);
-    buf
+    common::write_datagram(cluster_id, epoch, sender)
 }
 
 #[test]

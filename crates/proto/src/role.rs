@@ -19,6 +19,30 @@ pub enum Submitted {
 }
 
 impl Role {
+    /// The role a lane takes when its node starts the lanes of `start`:
+    /// the leader's (counting `start.voters`, refusing writes `sessions`
+    /// says were applied), or a follower's from its first lid.
+    pub fn starting(
+        cfg: crate::LaneConfig,
+        start: &crate::LaneStart,
+        sessions: impl Iterator<Item = (rzab_wire::NodeId, u32, u32)>,
+    ) -> Result<Role, crate::ConfigError> {
+        if start.leader == cfg.node {
+            let mut l = LeaderLane::new(cfg)?;
+            l.set_voters(start.voters);
+            l.load_sessions(sessions);
+            return Ok(Role::Leader(l));
+        }
+        let lane = cfg.lane as usize;
+        let from = start
+            .lids
+            .as_ref()
+            .and_then(|v| v.get(lane))
+            .copied()
+            .unwrap_or(0);
+        Ok(Role::Follower(FollowerLane::new_at(cfg, from)?))
+    }
+
     pub fn handle(&mut self, now: Time, m: &Message<'_>) {
         match self {
             Role::Leader(l) => l.handle(now, m),

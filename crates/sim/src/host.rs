@@ -7,8 +7,8 @@ use crate::config::SimConfig;
 use crate::history::{Applied, SessionId};
 use crate::shape::{Shape, VALUE_SIZE};
 use rzab_proto::{
-    FollowerLane, HistoryLog, Host, LaneStart, LeaderLane, NodeId, Op, OwnedEntry, OwnedItem, PlantedBug,
-    Role, Sequencer, SessionSeqs, Snapshot, Submitted, Time, Zxid,
+    HistoryLog, Host, LaneStart, NodeId, Op, OwnedEntry, OwnedItem, PlantedBug, Role, Sequencer, SessionSeqs,
+    Snapshot, Submitted, Time, Zxid,
 };
 use rzab_wire::WriteEntry;
 
@@ -350,22 +350,8 @@ impl Host for SimHost {
             let c = self
                 .shape
                 .lane_config(self.node, l, &self.cfg, start.epoch, start.leader);
-            let role = if leading {
-                let mut lane = LeaderLane::new(c).unwrap_or_else(|e| panic!("sim shape is valid: {e}"));
-                lane.set_voters(start.voters);
-                lane.load_sessions(self.seqs.of_lane(l));
-                Role::Leader(lane)
-            } else {
-                let from = start
-                    .lids
-                    .as_ref()
-                    .and_then(|v| v.get(l as usize))
-                    .copied()
-                    .unwrap_or(0);
-                Role::Follower(
-                    FollowerLane::new_at(c, from).unwrap_or_else(|e| panic!("sim shape is valid: {e}")),
-                )
-            };
+            let role = Role::starting(c, start, self.seqs.of_lane(l))
+                .unwrap_or_else(|e| panic!("sim shape is valid: {e}"));
             self.lanes[l as usize].role = Some(role);
         }
         self.sequencer = leading.then(|| Sequencer::new(self.gate));

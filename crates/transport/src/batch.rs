@@ -11,6 +11,17 @@ pub struct SendBatch {
 }
 
 impl SendBatch {
+    /// An error if a datagram exceeds `mtu` (the endpoint refuses the batch).
+    pub fn check_mtu(&self, mtu: usize) -> std::io::Result<()> {
+        if self.iter().any(|(_, b)| b.len() > mtu) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "datagram exceeds the MTU",
+            ));
+        }
+        Ok(())
+    }
+
     /// Room for `capacity` datagrams of up to `mtu` bytes.
     pub fn new(capacity: usize, mtu: usize) -> Self {
         SendBatch {

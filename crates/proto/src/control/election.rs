@@ -217,7 +217,7 @@ impl Control {
         let applied = host.applied();
         // A fresh random timeout: two candidates that split the vote retry
         // at different times (a round trip fits in it many times over).
-        let deadline = self.election_deadline(now);
+        let deadline = self.retry_deadline(now);
         self.state = State::Candidate(Candidate {
             granted: NodeSet::from_ids([self.cfg.node]),
             denied: NodeSet::EMPTY,
@@ -277,7 +277,7 @@ impl Control {
         } else {
             c.denied.insert(from);
             if c.denied.len() > losers {
-                let deadline = self.election_deadline(now);
+                let deadline = self.retry_deadline(now);
                 self.state = State::Waiting { deadline };
                 return;
             }

@@ -429,6 +429,14 @@ impl Control {
         now + Span(t + self.random() % t)
     }
 
+    /// A shorter random wait, in `[t/2, t)`, for a candidacy and the retry
+    /// after one failed: no leader is known, so there is none to wait out,
+    /// and a split vote costs one of these rather than two full timeouts.
+    fn retry_deadline(&mut self, now: Time) -> Time {
+        let half = (self.cfg.election_timeout.0 / 2).max(1);
+        now + Span(half + self.random() % half)
+    }
+
     fn send(&mut self, to: NodeSet, epoch: u32, body: ControlBody) {
         self.outbox.push_back(Pending {
             to,
@@ -666,7 +674,7 @@ impl Control {
     /// A phase that waited too long: back to waiting (an election follows).
     fn give_up(&mut self, now: Time, host: &mut impl Host) {
         self.stop_lanes(host);
-        let deadline = self.election_deadline(now);
+        let deadline = self.retry_deadline(now);
         self.state = State::Waiting { deadline };
     }
 

@@ -354,12 +354,7 @@ impl Transport for RdmaEndpoint {
     }
 
     fn send(&mut self, batch: &SendBatch) -> io::Result<()> {
-        if batch.iter().any(|(_, b)| b.len() > self.mtu) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "datagram exceeds the MTU",
-            ));
-        }
+        batch.check_mtu(self.mtu)?;
         if batch.is_empty() {
             return Ok(());
         }

@@ -160,12 +160,7 @@ impl Transport for UdpEndpoint {
     }
 
     fn send(&mut self, batch: &SendBatch) -> io::Result<()> {
-        if batch.iter().any(|(_, b)| b.len() > self.mtu) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "datagram exceeds the MTU",
-            ));
-        }
+        batch.check_mtu(self.mtu)?;
         if !batch.is_empty() {
             self.sender
                 .send(&self.unicast, batch, &self.routes, &mut self.stats);
