@@ -390,7 +390,7 @@ impl ClusterFile {
                     return Err(bad(
                         &field("address"),
                         format!(
-                            "{} overlaps the lane ports of nodes[{j}] ({})",
+                            "{} overlaps the lane and control ports of nodes[{j}] ({})",
                             n.address, m.address
                         ),
                     ));
@@ -466,7 +466,7 @@ address = "127.0.0.2:7000"
 
 [[nodes]]
 id = 2
-address = "127.0.0.1:7002"
+address = "127.0.0.1:7003"
 "#;
 
     fn parse(text: &str) -> Result<ClusterFile, ConfigError> {
@@ -503,7 +503,7 @@ address = "127.0.0.1:7002"
         );
         assert_eq!(error_field(&GOOD.replace("id = 1", "id = 4")), "nodes[1].id");
         assert_eq!(
-            error_field(&GOOD.replace("127.0.0.1:7002", "127.0.0.1:7001")),
+            error_field(&GOOD.replace("127.0.0.1:7003", "127.0.0.1:7002")),
             "nodes[2].address"
         );
         assert_eq!(
