@@ -85,14 +85,13 @@ fn hostile_datagrams_are_dropped_and_counted_while_the_cluster_commits() {
     let member_ctl = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::new(127, 0, 3, 4), port + 1)).unwrap();
     let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
     let attack = std::thread::spawn(move || {
-        let (leader, follower) = (
-            SocketAddr::from(([127, 0, 3, 1], port)),
-            SocketAddr::from(([127, 0, 3, 2], port)),
-        );
+        // Every running node is a target: whichever leads (an election may
+        // move the lead on a loaded machine) gets the stale-epoch datagrams.
+        let targets = [1u8, 2, 3].map(|i| SocketAddr::from(([127, 0, 3, i], port)));
         let end = Instant::now() + Duration::from_secs(2);
         let mut sent = 0u64;
         while Instant::now() < end && sent < 20_000 {
-            for to in [leader, follower] {
+            for to in targets {
                 let _ = member.send_to(&[0xde, 0xad, 0xbe, 0xef, 1, 2, 3], to); // garbage
                 let _ = member.send_to(&datagram(0xBAD, 1, 3), to); // another cluster
                 let _ = member.send_to(&datagram(cfg_cluster(), 0, 3), to); // stale epoch
