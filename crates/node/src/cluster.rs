@@ -20,6 +20,10 @@ pub struct NodeEntry {
     /// With `transport.kind = "rdma"`: this node's device, if not `rdma.device`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rdma_device: Option<String>,
+    /// Where `rzab serve` listens for clients (default: this address's IP,
+    /// the port after the control port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<SocketAddr>,
 }
 
 /// How datagrams travel.
@@ -155,6 +159,9 @@ pub struct ClusterFile {
     pub workload: WorkloadConfig,
     #[serde(default)]
     pub run: RunSection,
+    /// External clients (`rzab serve`).
+    #[serde(default)]
+    pub client: crate::config::ClientsConfig,
     pub nodes: Vec<NodeEntry>,
     #[serde(skip)]
     pub local: LocalOverrides,
@@ -201,6 +208,7 @@ impl ClusterFile {
                 handshake_timeout_s: RunSection::default().handshake_timeout_s,
                 poll: cfg.poll,
             },
+            client: cfg.clients.clone(),
             nodes: addresses
                 .iter()
                 .enumerate()
@@ -208,6 +216,7 @@ impl ClusterFile {
                     id: i as NodeId,
                     address,
                     rdma_device: None,
+                    client: None,
                 })
                 .collect(),
             local: LocalOverrides::default(),
@@ -227,8 +236,51 @@ impl ClusterFile {
             poll: self.run.poll,
             proto: self.protocol.clone(),
             workload: self.workload.clone(),
+            clients: self.client.clone(),
             ..RunConfig::default()
         }
+    }
+
+    /// Where node `id` serves clients.
+    pub fn client_addr(&self, id: NodeId) -> Option<SocketAddr> {
+        let n = self.nodes.get(id as usize)?;
+        Some(n.client.unwrap_or_else(|| {
+            let port = n.address.port().saturating_add(self.lanes as u16 + 1);
+            SocketAddr::new(n.address.ip(), port)
+        }))
+    }
+
+    /// Every node's client address.
+    pub fn client_addrs(&self) -> Vec<SocketAddr> {
+        (0..self.nodes.len() as NodeId)
+            .filter_map(|i| self.client_addr(i))
+            .collect()
+    }
+
+    /// With clients on, no client port may meet another port of the file.
+    fn validate_client_ports(&self) -> Result<(), ConfigError> {
+        if !self.client.enabled() {
+            return Ok(());
+        }
+        let mut used = Vec::new();
+        for n in &self.nodes {
+            for p in 0..=self.lanes as u16 {
+                used.push(SocketAddr::new(
+                    n.address.ip(),
+                    n.address.port().saturating_add(p),
+                ));
+            }
+        }
+        for (i, c) in self.client_addrs().into_iter().enumerate() {
+            if c.port() == 0 || used.contains(&c) {
+                return Err(bad(
+                    &format!("nodes[{i}].client"),
+                    format!("{c} is taken by a lane or control port (or is port 0); set nodes[{i}].client"),
+                ));
+            }
+            used.push(c);
+        }
+        Ok(())
     }
 
     /// A hash of everything the nodes must agree on (the whole file), so
@@ -414,6 +466,7 @@ impl ClusterFile {
                 format!("{} is not a multicast address", group.ip()),
             ));
         }
+        self.validate_client_ports()?;
         if self.run.handshake_timeout_s.is_nan() || self.run.handshake_timeout_s <= 0.0 {
             return Err(bad(
                 "run.handshake_timeout_s",
@@ -430,6 +483,7 @@ impl ClusterFile {
 fn file_key(field: &str) -> String {
     match field {
         "nodes" | "leader" | "lanes" => field.to_string(),
+        f if f.starts_with("client.") => f.replace('-', "_"),
         "duration" | "interval" | "drain-timeout" => format!("run.{}_s", field.replace('-', "_")),
         "ops" => "workload.ops_per_lane".into(),
         "write-ratio" | "keys" | "value-size" | "sessions" | "trace-len" | "issue-batch" => {

@@ -175,6 +175,105 @@ impl Default for ProtoConfig {
     }
 }
 
+/// External clients (`rzab serve`): sessions over TCP beside (or instead
+/// of) the built-in workload.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientsConfig {
+    /// Client sessions each lane can hold at once (0: no client service).
+    pub slots: u32,
+    /// Longest key in bytes.
+    pub max_key: usize,
+    /// Longest value in bytes.
+    pub max_value: usize,
+    /// Most client keys the store holds.
+    pub capacity: usize,
+    /// Requests a connection may have in flight; past it the server stops
+    /// reading from the connection until replies go out.
+    pub max_inflight: usize,
+    /// A shared secret clients must present (none: anyone may connect).
+    pub token: Option<String>,
+    /// Threads serving connections at each node.
+    pub threads: usize,
+}
+
+impl Default for ClientsConfig {
+    fn default() -> Self {
+        ClientsConfig {
+            slots: 0,
+            max_key: 64,
+            max_value: 1024,
+            capacity: 100_000,
+            max_inflight: 1024,
+            token: None,
+            threads: 1,
+        }
+    }
+}
+
+impl ClientsConfig {
+    pub fn enabled(&self) -> bool {
+        self.slots > 0
+    }
+
+    /// Bytes a client item's value takes in the store (key included).
+    pub fn item_size(&self) -> usize {
+        rzab_store::KEY_OVERHEAD + self.max_key + self.max_value
+    }
+
+    /// Longest request body: a put of the longest key and value.
+    pub fn max_request(&self) -> usize {
+        1 + 2 + self.max_key + 4 + self.max_value
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        if self.slots > 1 << 16 {
+            return Err(bad("client.slots", format!("{} is not in 0..=65536", self.slots)));
+        }
+        if self.max_key == 0 || self.max_key > rzab_store::MAX_KEY_LEN {
+            return Err(bad(
+                "client.max-key",
+                format!("{} is not in 1..={}", self.max_key, rzab_store::MAX_KEY_LEN),
+            ));
+        }
+        if self.max_value > 60_000 {
+            return Err(bad(
+                "client.max-value",
+                format!("{} is not in 0..=60000 bytes", self.max_value),
+            ));
+        }
+        if self.capacity == 0 || self.capacity > 1 << 30 {
+            return Err(bad(
+                "client.capacity",
+                format!("{} is not in 1..=2^30 keys", self.capacity),
+            ));
+        }
+        if self.max_inflight == 0 || self.max_inflight > 1 << 16 {
+            return Err(bad(
+                "client.max-inflight",
+                format!("{} is not in 1..=65536", self.max_inflight),
+            ));
+        }
+        if self.threads == 0 || self.threads > 64 {
+            return Err(bad(
+                "client.threads",
+                format!("{} is not in 1..=64", self.threads),
+            ));
+        }
+        if self
+            .token
+            .as_ref()
+            .is_some_and(|t| t.is_empty() || t.len() > 1024)
+        {
+            return Err(bad("client.token", "must be 1 to 1024 bytes"));
+        }
+        Ok(())
+    }
+}
+
 /// One whole run of a cluster under load.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {
@@ -194,6 +293,8 @@ pub struct RunConfig {
     pub loss: f64,
     pub proto: ProtoConfig,
     pub workload: WorkloadConfig,
+    #[serde(default)]
+    pub clients: ClientsConfig,
 }
 
 impl Default for RunConfig {
@@ -211,6 +312,7 @@ impl Default for RunConfig {
             loss: 0.0,
             proto: ProtoConfig::default(),
             workload: WorkloadConfig::default(),
+            clients: ClientsConfig::default(),
         }
     }
 }
@@ -235,6 +337,27 @@ impl RunConfig {
         NodeSet::from_ids(0..self.nodes)
     }
 
+    /// Sessions per lane: the workload's, then the client slots.
+    pub fn lane_sessions(&self) -> u32 {
+        self.workload.sessions + self.clients.slots
+    }
+
+    /// Longest value the store and the lanes carry.
+    pub fn value_max(&self) -> usize {
+        let c = &self.clients;
+        if c.enabled() {
+            self.workload.value_size.max(c.item_size())
+        } else {
+            self.workload.value_size
+        }
+    }
+
+    /// Keys the store holds: the workload's and the clients'.
+    pub fn store_capacity(&self) -> usize {
+        let c = &self.clients;
+        self.workload.keys as usize + if c.enabled() { c.capacity } else { 0 }
+    }
+
     /// The lane state machine config for `lane` at `node` in the first epoch.
     pub fn lane_config(&self, node: NodeId, lane: u8) -> LaneConfig {
         self.lane_config_in(node, lane, 1, self.leader)
@@ -246,7 +369,7 @@ impl RunConfig {
         let mut c = LaneConfig::new(self.cluster_id, node, self.members(), leader, lane);
         c.epoch = epoch;
         c.mtu = p.mtu;
-        c.value_max = self.workload.value_size;
+        c.value_max = self.value_max();
         c.broadcast = p.broadcast;
         c.prepare_credits = p.prepare_credits;
         c.commit_credits = p.commit_credits;
@@ -255,8 +378,8 @@ impl RunConfig {
         c.write_batch_max = p.write_batch_max;
         c.log_capacity = p.log_capacity;
         c.window = p.window;
-        c.max_sessions = self.workload.sessions.max(1);
-        c.max_pending_writes = self.workload.sessions.max(1) as usize;
+        c.max_sessions = self.lane_sessions().max(1);
+        c.max_pending_writes = self.lane_sessions().max(1) as usize;
         c.retransmit_timeout = Span::from_micros(p.retransmit_timeout_us);
         c.min_retransmit_timeout = Span::from_micros(p.min_retransmit_timeout_us);
         c
@@ -308,6 +431,7 @@ impl RunConfig {
         }
         self.validate_control()?;
         self.validate_workload()?;
+        self.clients.validate()?;
         // The lane configs must be valid too; report their field names.
         self.lane_config(self.leader, 0)
             .validate()
@@ -354,8 +478,13 @@ impl RunConfig {
                 format!("{} is not in 8..=65535 bytes", w.value_size),
             ));
         }
-        if w.sessions == 0 || w.sessions > u16::MAX as u32 {
-            return Err(bad("sessions", format!("{} is not in 1..=65535", w.sessions)));
+        // Without client slots something must issue; with them, 0 is a pure server.
+        let least = u32::from(!self.clients.enabled());
+        if w.sessions < least || w.sessions > u16::MAX as u32 {
+            return Err(bad(
+                "sessions",
+                format!("{} is not in {least}..=65535", w.sessions),
+            ));
         }
         if w.trace_len == 0 {
             return Err(bad("trace-len", "must be at least 1"));

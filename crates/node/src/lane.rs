@@ -2,6 +2,7 @@
 //! operations, sequence (leader), send; then back off if there was nothing
 //! to do.
 
+use crate::client_slots::{ClientSlots, WriteDone};
 use crate::config::PollMode;
 use crate::node::{Applied, LaneCmd, LaneReply, NodeShared};
 use crate::session::{Session, Violations};
@@ -100,6 +101,8 @@ pub struct LaneSetup<T> {
     pub transport: T,
     pub trace: Trace,
     pub sessions: u32,
+    /// External client sessions (numbered after `sessions`).
+    pub client_slots: u32,
     pub issue_batch: usize,
     pub value_size: usize,
     pub verify: bool,
@@ -133,6 +136,7 @@ pub struct LaneWorker<T> {
     send: SendBatch,
     recv: RecvBatch,
     sessions: Vec<Session>,
+    clients: ClientSlots,
     cursor: usize,
     trace: Trace,
     issue_batch: usize,
@@ -178,6 +182,7 @@ impl<T: Transport> LaneWorker<T> {
             send: SendBatch::new(BATCH, mtu),
             recv: RecvBatch::new(BATCH, mtu),
             sessions: (0..s.sessions).map(|_| Session::new(s.verify)).collect(),
+            clients: ClientSlots::new(s.sessions, s.client_slots),
             cursor: 0,
             trace: s.trace,
             issue_batch: n,
@@ -254,6 +259,7 @@ impl<T: Transport> LaneWorker<T> {
         let commands = self.commands(now);
         let received = self.receive(now)?;
         let applied = self.apply(now)?;
+        let clients = self.take_client_writes(now);
         let issued = match (self.serving && self.role.is_some(), issue) {
             (false, _) => 0,
             (true, true) => self.issue(now),
@@ -264,7 +270,7 @@ impl<T: Transport> LaneWorker<T> {
         }
         self.sequence();
         let sent = self.transmit(now)?;
-        Ok(commands + received + applied + issued + sent > 0)
+        Ok(commands + received + applied + clients + issued + sent > 0)
     }
 
     /// Carries out the control thread's requests.
@@ -333,6 +339,7 @@ impl<T: Transport> LaneWorker<T> {
                 p.submitted = false;
             }
         }
+        self.clients.unsubmit();
         held
     }
 
@@ -358,6 +365,29 @@ impl<T: Transport> LaneWorker<T> {
                 (None, None) => {}
             }
         }
+        if !self.clients.is_empty() {
+            let node = self.node.clone();
+            let records = node.records(lane as usize);
+            self.clients
+                .reconcile(now, |session| records.seqs.last(me, session));
+        }
+    }
+
+    /// Takes the client gateway's writes and submits client writes that
+    /// wait (when this node serves in an epoch).
+    fn take_client_writes(&mut self, now: Time) -> usize {
+        if self.clients.is_empty() {
+            return 0;
+        }
+        let mut n = 0;
+        while let Ok(w) = self.node.links[self.lane as usize].client_rx.try_recv() {
+            self.clients.take(w, now);
+            n += 1;
+        }
+        if let (true, Some(role)) = (self.serving, self.role.as_mut()) {
+            n += self.clients.submit(now, |w| role.submit(w));
+        }
+        n
     }
 
     fn receive(&mut self, now: Time) -> Result<usize, String> {
@@ -452,13 +482,24 @@ impl<T: Transport> LaneWorker<T> {
                 op: e.meta.op,
                 value: e.value,
             };
-            node.apply(&mut records, lane, &a)
+            let outcome = node
+                .apply(&mut records, lane, &a)
                 .map_err(|err| format!("node {} cannot apply {z}: {err}", node.id))?;
             self.node.gate.publish(z);
             let (origin, session, seq) = (a.origin, a.session, a.seq);
             role.advance_apply();
             if origin == self.node.id {
-                self.complete(session, seq, z.0, now);
+                let done = WriteDone { zxid: z.0, outcome };
+                match self.clients.complete(session, seq, done, now) {
+                    Some(latency) => {
+                        self.rt.writes_completed += 1;
+                        let _ = self.hist_write.record(latency);
+                    }
+                    // A client session's write it no longer waits for
+                    // (found applied after a fail-over) is not a violation.
+                    None if (session as usize) < self.sessions.len() => self.complete(session, seq, z.0, now),
+                    None => {}
+                }
             }
             applied += 1;
         }

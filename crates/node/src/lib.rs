@@ -3,10 +3,12 @@
 //! workload, stats, and the orchestration of a whole cluster run.
 
 pub mod bench;
+pub mod client_slots;
 pub mod cluster;
 pub mod config;
 pub mod controller;
 pub mod faults;
+pub mod gateway;
 pub mod handshake;
 pub mod host;
 pub mod lane;
@@ -16,6 +18,7 @@ pub mod node;
 pub mod process;
 pub mod report;
 pub mod runner;
+pub mod serve;
 pub mod session;
 pub mod stats;
 pub mod supervise;

@@ -4,11 +4,26 @@
 //! protocol, and a hash chain of the applied history.
 
 use rzab_proto::{ApplyGate, HistoryLog, NodeId, Op, OwnedEntry, Role, Sequencer, Zxid};
-use rzab_store::{Store, StoreConfig, StoreError};
+use rzab_store::{KeyedOutcome, Store, StoreConfig, StoreError};
 use rzab_wire::SessionItem;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
+
+/// A keyed write's payload: `[key length][key][value]`.
+pub fn split_keyed(payload: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (&n, rest) = payload.split_first()?;
+    (rest.len() >= n as usize).then(|| rest.split_at(n as usize))
+}
+
+/// Builds a keyed write's payload.
+pub fn keyed_payload(key: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(1 + key.len() + value.len());
+    p.push(key.len().min(255) as u8);
+    p.extend_from_slice(&key[..key.len().min(255)]);
+    p.extend_from_slice(value);
+    p
+}
 
 /// A running hash over every write applied at a node, in apply order.
 /// Two replicas that applied the same sequence from the same start have
@@ -181,17 +196,24 @@ pub struct LaneLink {
     pub cmd_rx: crossbeam_channel::Receiver<LaneCmd>,
     pub reply_tx: crossbeam_channel::Sender<LaneReply>,
     pub reply_rx: crossbeam_channel::Receiver<LaneReply>,
+    /// Client writes from the gateway (at most one in flight per client
+    /// slot, so the queue is bounded by the slots).
+    pub client_tx: crossbeam_channel::Sender<crate::client_slots::ClientWrite>,
+    pub client_rx: crossbeam_channel::Receiver<crate::client_slots::ClientWrite>,
 }
 
 impl LaneLink {
     fn new() -> LaneLink {
         let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
         let (reply_tx, reply_rx) = crossbeam_channel::unbounded();
+        let (client_tx, client_rx) = crossbeam_channel::unbounded();
         LaneLink {
             cmd_tx,
             cmd_rx,
             reply_tx,
             reply_rx,
+            client_tx,
+            client_rx,
         }
     }
 }
@@ -329,6 +351,13 @@ impl NodeShared {
         let _ = self.wakers.set(wakers);
     }
 
+    /// Wakes lane `lane` (a client write waits for it).
+    pub fn wake_lane(&self, lane: usize) {
+        if let Some(w) = self.wakers.get().and_then(|ws| ws.get(lane)) {
+            w.wake_by_ref();
+        }
+    }
+
     /// Wakes every lane but `except` (the gate moved, or a command waits).
     pub fn wake_lanes(&self, except: usize) {
         if let Some(ws) = self.wakers.get() {
@@ -345,13 +374,35 @@ impl NodeShared {
     /// replayed after its base may briefly put older versions back; the
     /// replay in id order ends in the exact state, as in ZooKeeper.)
     /// `records` is the lane's, locked by the caller (once for many applies).
-    pub fn apply(&self, records: &mut LaneRecords, lane: usize, a: &Applied<'_>) -> Result<(), StoreError> {
-        match a.op {
-            Op::Put => self.store.put(a.key, a.value, a.zxid.0)?,
-            Op::Delete => {
-                self.store.delete(a.key, a.zxid.0)?;
+    /// Returns what a keyed write did (`None` for the other ops).
+    pub fn apply(
+        &self,
+        records: &mut LaneRecords,
+        lane: usize,
+        a: &Applied<'_>,
+    ) -> Result<Option<KeyedOutcome>, StoreError> {
+        let z = a.zxid.0;
+        let outcome = match a.op {
+            Op::Put => {
+                self.store.put(a.key, a.value, z)?;
+                None
             }
-        }
+            Op::Delete => {
+                self.store.delete(a.key, z)?;
+                None
+            }
+            // A malformed payload (only a hostile member could send one) is
+            // refused alike everywhere: it must not stop the replicas.
+            Op::KeyedPut => Some(match split_keyed(a.value) {
+                Some((k, v)) => self.store.put_keyed(k, v, z)?,
+                None => KeyedOutcome::Invalid,
+            }),
+            Op::KeyedDelete => Some(match split_keyed(a.value) {
+                Some((k, [])) => self.store.delete_keyed(k, z)?,
+                _ => KeyedOutcome::Invalid,
+            }),
+            Op::Sync => None,
+        };
         self.history.record(a);
         if let Some(log) = &self.apply_log
             && let Ok(mut w) = log.lock()
@@ -376,7 +427,7 @@ impl NodeShared {
             e.value.clear();
             e.value.extend_from_slice(a.value);
         });
-        Ok(())
+        Ok(outcome)
     }
 
     /// Debugging aid: notes an event in the apply log, if on.

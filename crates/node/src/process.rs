@@ -4,6 +4,7 @@
 //! on stdout and takes `drain` and `stop` on stdin.
 
 use crate::cluster::ClusterFile;
+use crate::config::RunConfig;
 use crate::controller::ControlStatus;
 use crate::handshake::{Handshake, Start, handshake};
 use crate::lane::{HelloReply, Phase};
@@ -104,6 +105,40 @@ fn run_with<T: Transport + 'static>(
     info_of: impl Fn(&T) -> Option<serde_json::Value>,
 ) -> Result<NodeOutcome, RunError> {
     let cfg = file.run_config();
+    let (mut local, info) = start_local(file, &cfg, id, open, info_of)?;
+    let (running, secs) = if supervised {
+        emit(&ChildMsg::Started { node: id });
+        supervised_run(&local, id)
+    } else {
+        let _ = writeln!(
+            out,
+            "rzab node {id}: {} lanes running for {} s",
+            file.lanes, cfg.duration_s
+        );
+        let (_, secs) = run_intervals(&cfg, &mut local.monitor, out);
+        let running = local.node_snapshots();
+        if let Err(why) = drain_alone(&local, cfg.drain_timeout_s) {
+            let _ = writeln!(out, "rzab node {id}: {why}");
+        }
+        (running, secs)
+    };
+    let mut outcome = local.finish(running, secs).remove(0);
+    outcome.info = info;
+    if supervised {
+        emit(&ChildMsg::Outcome(Box::new(outcome.clone())));
+    }
+    Ok(outcome)
+}
+
+/// Binds node `id`'s endpoints, handshakes with its peers and starts its
+/// lanes and control thread under `cfg`.
+pub(crate) fn start_local<T: Transport + 'static>(
+    file: &ClusterFile,
+    cfg: &RunConfig,
+    id: NodeId,
+    open: impl Fn(u8) -> std::io::Result<T>,
+    info_of: impl Fn(&T) -> Option<serde_json::Value>,
+) -> Result<(Local, Option<serde_json::Value>), RunError> {
     if id as usize >= file.nodes.len() {
         return Err(RunError::Setup(format!(
             "--id {id} is not a node of the cluster file (ids 0..{})",
@@ -118,7 +153,7 @@ fn run_with<T: Transport + 'static>(
     let info = endpoints[0].as_ref().and_then(info_of);
     let control = UdpEndpoint::new(&file.control_udp(id))
         .map_err(|e| RunError::Setup(format!("node {id}: control endpoint: {e}")))?;
-    let mut prepared = Prepared::new(&cfg, &[id])?;
+    let mut prepared = Prepared::new(cfg, &[id])?;
     let hs = Handshake {
         cluster_id: file.cluster_id,
         me: id,
@@ -142,8 +177,8 @@ fn run_with<T: Transport + 'static>(
         members: hs.members,
     };
     let mut control = Some(control);
-    let mut local = Local::start_prepared(
-        &cfg,
+    let local = Local::start_prepared(
+        cfg,
         prepared,
         Some(hello),
         |_, l| {
@@ -157,28 +192,7 @@ fn run_with<T: Transport + 'static>(
                 .ok_or_else(|| RunError::Setup("control endpoint missing".into()))
         },
     )?;
-    let (running, secs) = if supervised {
-        emit(&ChildMsg::Started { node: id });
-        supervised_run(&local, id)
-    } else {
-        let _ = writeln!(
-            out,
-            "rzab node {id}: {} lanes running for {} s",
-            file.lanes, cfg.duration_s
-        );
-        let (_, secs) = run_intervals(&cfg, &mut local.monitor, out);
-        let running = local.node_snapshots();
-        if let Err(why) = drain_alone(&local, cfg.drain_timeout_s) {
-            let _ = writeln!(out, "rzab node {id}: {why}");
-        }
-        (running, secs)
-    };
-    let mut outcome = local.finish(running, secs).remove(0);
-    outcome.info = info;
-    if supervised {
-        emit(&ChildMsg::Outcome(Box::new(outcome.clone())));
-    }
-    Ok(outcome)
+    Ok((local, info))
 }
 
 /// Reports status every 100 ms until told to stop (or the supervisor is
@@ -243,4 +257,98 @@ fn drain_alone(local: &Local, timeout_s: f64) -> Result<(), String> {
         }
     }
     Err(format!("not quiet after {timeout_s} s of draining"))
+}
+
+/// `rzab serve`: runs node `id` of `file` as a server for external clients
+/// (no built-in workload) until `stop` is set; prints a status line every
+/// `run.interval_s`.
+pub fn serve_node(
+    file: &ClusterFile,
+    id: NodeId,
+    out: &mut dyn Write,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<NodeOutcome, RunError> {
+    let mut file = file.clone();
+    if file.client.slots == 0 {
+        file.client.slots = crate::serve::server_config(file.run_config()).clients.slots;
+    }
+    file.validate()?;
+    if file.transport.kind == "rdma" {
+        let open = |l: u8| {
+            let mut e = RdmaEndpoint::open(&file.rdma(id, l))?;
+            e.bootstrap(&mut |waiting| {
+                eprintln!("rzab serve {id} lane {l}: waiting for the RDMA addresses of nodes {waiting:?}")
+            })?;
+            Ok(e)
+        };
+        return serve_with(&file, id, out, stop, open);
+    }
+    let open = |l: u8| UdpEndpoint::new(&file.udp(id, l));
+    serve_with(&file, id, out, stop, open)
+}
+
+fn serve_with<T: Transport + 'static>(
+    file: &ClusterFile,
+    id: NodeId,
+    out: &mut dyn Write,
+    stop: &std::sync::atomic::AtomicBool,
+    open: impl Fn(u8) -> std::io::Result<T>,
+) -> Result<NodeOutcome, RunError> {
+    use std::sync::atomic::Ordering;
+    let cfg = crate::serve::server_config(file.run_config());
+    let listen = file
+        .client_addr(id)
+        .ok_or_else(|| RunError::Setup(format!("--id {id} is not a node of the cluster file")))?;
+    let (local, _) = start_local(file, &cfg, id, open, |_| None)?;
+    let node = local.nodes[0].clone();
+    let gateway = crate::gateway::Gateway::start(node.clone(), listen, &cfg.clients)
+        .map_err(|e| RunError::Setup(format!("node {id}: client address {listen}: {e}")))?;
+    let _ = writeln!(
+        out,
+        "rzab serve {id}: serving clients on {} ({} slots per lane, {} lanes)",
+        gateway.local_addr(),
+        cfg.clients.slots,
+        file.lanes
+    );
+    let every = Duration::from_secs_f64(file.run.interval_s.clamp(0.1, 3600.0));
+    let mut last = (Instant::now(), gateway.stats.read());
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+        if last.0.elapsed() < every {
+            continue;
+        }
+        let now = gateway.stats.read();
+        let secs = last.0.elapsed().as_secs_f64();
+        let rate = |a: u64, b: u64| (a - b) as f64 / secs;
+        let s = &node.standing;
+        let _ = writeln!(
+            out,
+            "node {id}: epoch {} leader {} {}; {:.0} gets/s {:.0} puts/s {:.0} deletes/s {:.0} sync gets/s; {} connections, {} refused, {} errors",
+            s.epoch.load(Ordering::Relaxed),
+            s.leader.load(Ordering::Relaxed),
+            if s.serving.load(Ordering::Relaxed) {
+                "serving"
+            } else {
+                "not serving"
+            },
+            rate(now.gets, last.1.gets),
+            rate(now.puts, last.1.puts),
+            rate(now.deletes, last.1.deletes),
+            rate(now.sync_gets, last.1.sync_gets),
+            now.connections,
+            now.refused,
+            now.errors,
+        );
+        last = (Instant::now(), now);
+    }
+    gateway.stop();
+    let running = local.node_snapshots();
+    let secs = local.elapsed();
+    let outcome = local.finish(running, secs).remove(0);
+    let _ = writeln!(
+        out,
+        "rzab serve {id}: stopped; {} writes applied, digest {:016x}",
+        outcome.applied, outcome.digest
+    );
+    Ok(outcome)
 }

@@ -73,11 +73,11 @@ pub fn traces(cfg: &RunConfig, ids: &[NodeId]) -> Result<Vec<Vec<Trace>>, RunErr
 pub fn preloaded_node(cfg: &RunConfig, id: NodeId, rejoin: bool) -> Result<NodeShared, RunError> {
     let w = &cfg.workload;
     let store = StoreConfig {
-        capacity: w.keys as usize,
-        value_size: w.value_size,
+        capacity: cfg.store_capacity(),
+        value_size: cfg.value_max(),
     };
     let applied = if rejoin { Zxid::ZERO } else { Zxid::epoch_base(1) };
-    let shape = (cfg.nodes as usize, cfg.lanes, cfg.workload.sessions);
+    let shape = (cfg.nodes as usize, cfg.lanes, cfg.lane_sessions());
     let node = NodeShared::new(id, store, shape, applied, cfg.proto.history_retained)?;
     node.standing
         .rejoined
@@ -225,6 +225,7 @@ impl Local {
                     transport: t,
                     trace,
                     sessions: cfg.workload.sessions,
+                    client_slots: cfg.clients.slots,
                     issue_batch: cfg.workload.issue_batch,
                     value_size: cfg.workload.value_size,
                     verify: cfg.workload.verify,

@@ -27,6 +27,16 @@ pub enum Command {
     Node(crate::node::NodeArgs),
     /// Measure this machine's loopback UDP ceiling for rzab's datagram sizes.
     BenchNet(crate::node::BenchNetArgs),
+    /// Run one replica of a cluster file as a server for external clients.
+    Serve(crate::client::ServeArgs),
+    /// Read a key from a cluster (prints the value).
+    Get(crate::client::ClientArgs),
+    /// Write a key's value to a cluster.
+    Put(crate::client::ClientArgs),
+    /// Delete a key from a cluster.
+    Delete(crate::client::ClientArgs),
+    /// Closed-loop load against rzab, ZooKeeper or etcd over the network.
+    Loadgen(rzab_loadgen::LoadArgs),
 }
 
 /// Where `bench` runs the cluster.

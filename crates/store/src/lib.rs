@@ -37,6 +37,7 @@ mod error;
 mod hash;
 mod hugepage;
 mod index;
+mod keys;
 mod prefetch;
 mod scan;
 #[cfg(loom)]
@@ -48,6 +49,7 @@ mod sync;
 use arena::Arena;
 pub use error::StoreError;
 use index::Index;
+pub use keys::{KEY_OVERHEAD, KeyedOutcome, MAX_KEY_LEN, MAX_PROBES, is_keyed, item_len, slot_key};
 use sync::{AtomicUsize, Ordering};
 
 /// Largest configurable value size: an item header stores `len + 1` in 24 bits; 1 MiB keeps

@@ -123,11 +123,7 @@ pub const SNAPSHOT_ITEM_FIXED: usize = 1 + 8 + 8 + 2;
 pub const SESSION_ITEM_LEN: usize = 1 + 1 + 1 + 4 + 4;
 
 fn op(v: u8) -> Result<Op, DecodeError> {
-    match v {
-        1 => Ok(Op::Put),
-        2 => Ok(Op::Delete),
-        other => Err(DecodeError::BadOp(other)),
-    }
+    Op::from_u8(v)
 }
 
 pub(crate) fn parse_item<'a>(r: &mut Reader<'a>) -> Result<Item<'a>, DecodeError> {

@@ -5,18 +5,31 @@ use crate::reader::Reader;
 use crate::{DecodeError, Header, NodeId, Zxid};
 
 /// What a write does to its key.
+///
+/// `Put` and `Delete` act on the `u64` key (the built-in workload's).
+/// The keyed ops carry an external client's variable-length key in the
+/// value (`[key length u8][key][value]`); the entry's `key` is only its
+/// first probe slot, and where the key lands is decided at apply time.
+/// `Sync` changes nothing: applied at a replica, it shows that the replica
+/// has applied everything committed before it was sequenced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Op {
     Put = 1,
     Delete = 2,
+    KeyedPut = 3,
+    KeyedDelete = 4,
+    Sync = 5,
 }
 
 impl Op {
-    fn from_u8(v: u8) -> Result<Op, DecodeError> {
+    pub(crate) fn from_u8(v: u8) -> Result<Op, DecodeError> {
         match v {
             1 => Ok(Op::Put),
             2 => Ok(Op::Delete),
+            3 => Ok(Op::KeyedPut),
+            4 => Ok(Op::KeyedDelete),
+            5 => Ok(Op::Sync),
             other => Err(DecodeError::BadOp(other)),
         }
     }

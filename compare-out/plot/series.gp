@@ -1,0 +1,1 @@
+nseries = 4

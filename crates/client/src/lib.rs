@@ -1,0 +1,29 @@
+//! rzab-client: talk to an rzab cluster from your own program.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), rzab_client::Error> {
+//! use rzab_client::{Client, ClientConfig};
+//! let cfg = ClientConfig::new(vec!["127.0.0.1:7000".parse().unwrap()]);
+//! let client = Client::connect(cfg).await?;
+//! let zxid = client.put(b"greeting", b"hello").await?;
+//! let got = client.get(b"greeting").await?;
+//! assert_eq!(got.map(|v| v.value), Some(b"hello".to_vec()));
+//! # let _ = zxid;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A [`Client`] is one session over one TCP connection. Clones share it,
+//! and requests from many tasks are pipelined (up to
+//! [`ClientConfig::max_inflight`] at once); the server answers them in
+//! order. The session gives ZooKeeper's guarantees: its requests take
+//! effect in the order issued, it reads its own writes, and its reads never
+//! go back in time, across reconnections to other replicas too.
+//! [`blocking::Client`] wraps it for code without an async runtime.
+
+pub mod blocking;
+mod client;
+pub mod protocol;
+
+pub use client::{Client, ClientConfig, Error, Versioned};
+pub use protocol::{ErrorCode, WriteOutcome};

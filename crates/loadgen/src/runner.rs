@@ -1,0 +1,618 @@
+//! Runs a workload against any back-end: connect every client, preload the
+//! keys, then `clients x inflight` closed loops for warm-up plus measurement.
+
+use crate::args::LoadArgs;
+use crate::report::{Measurements, Report, WorkloadParams, new_histogram};
+use crate::workload::{Op, OpStream, key_name, loop_seed, value_bytes};
+use futures_util::StreamExt as _;
+use futures_util::stream;
+use hdrhistogram::Histogram;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::JoinSet;
+// tokio's clock, so tests can run on a paused, deterministic one.
+use tokio::time::Instant;
+
+/// A key-value service as the load generator sees it. A value is one client
+/// (one connection or session); clones share it, so the `inflight` loops of
+/// a client pipeline their requests on the same connection.
+pub trait KvBackend: Clone + Send + Sync + 'static {
+    /// Reads `key`; the value is discarded.
+    fn get(&self, key: &[u8]) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// Writes `value` to an existing `key`.
+    fn put(&self, key: &[u8], value: &[u8]) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// Runs once, on client 0, before any key is written (e.g. to create a
+    /// parent node).
+    fn prepare(&self) -> impl Future<Output = Result<(), String>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Writes `key` before the run; for stores where a key must be created
+    /// before it can be updated.
+    fn preload(&self, key: &[u8], value: &[u8]) -> impl Future<Output = Result<(), String>> + Send {
+        self.put(key, value)
+    }
+}
+
+/// A request that takes this long counts as failed (and bounds how long a
+/// run can overstay its duration).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Clients connecting at once: enough to be quick, few enough not to look
+/// like a connection storm to the servers.
+const CONNECT_CONCURRENCY: usize = 16;
+/// The run stops when more than 1% of requests fail (after this many).
+const ERROR_FLOOR: u64 = 100;
+
+/// Runs the workload of `args` against clients made by `connect(i)` for
+/// i in 0..clients. Must be called inside a multi-thread tokio runtime.
+pub async fn run_backend<B, F, Fut>(args: &LoadArgs, connect: F) -> Result<Report, String>
+where
+    B: KvBackend,
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Result<B, String>>,
+{
+    args.validate()?;
+    let name = args.backend.name();
+    let clients = connect_all(args, &connect)
+        .await
+        .map_err(|e| format!("{name}: {e}"))?;
+    let prepare = clients[0].prepare();
+    match tokio::time::timeout(REQUEST_TIMEOUT, prepare).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(format!("{name}: preparing: {e}")),
+        Err(_) => return Err(format!("{name}: preparing: no reply within {REQUEST_TIMEOUT:?}")),
+    }
+    if args.preload_enabled() {
+        eprintln!("{name}: preloading {} keys", args.keys);
+        preload(args, &clients)
+            .await
+            .map_err(|e| format!("{name}: preload: {e}"))?;
+    }
+    eprintln!(
+        "{name}: {} clients x {} in flight, {} s warm-up, {} s measured",
+        args.clients, args.inflight, args.warmup, args.duration
+    );
+    let m = measure(args, clients).await.map_err(|e| format!("{name}: {e}"))?;
+    Ok(Report::new(name, WorkloadParams::from_args(args), &m))
+}
+
+async fn connect_all<B, F, Fut>(args: &LoadArgs, connect: &F) -> Result<Vec<B>, String>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Result<B, String>>,
+{
+    let attempts = (0..args.clients).map(|i| async move {
+        match tokio::time::timeout(CONNECT_TIMEOUT, connect(i)).await {
+            Ok(Ok(b)) => Ok((i, b)),
+            Ok(Err(e)) => Err(format!("connecting client {i} ({}): {e}", args.server_for(i))),
+            Err(_) => Err(format!(
+                "connecting client {i} ({}): no connection within {CONNECT_TIMEOUT:?}",
+                args.server_for(i)
+            )),
+        }
+    });
+    let mut pending = stream::iter(attempts).buffer_unordered(CONNECT_CONCURRENCY);
+    let mut clients: Vec<Option<B>> = (0..args.clients).map(|_| None).collect();
+    while let Some(r) = pending.next().await {
+        let (i, b) = r?;
+        clients[i] = Some(b);
+    }
+    Ok(clients.into_iter().flatten().collect())
+}
+
+/// State shared by every loop of a run.
+struct Shared {
+    stop: AtomicBool,
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn new() -> Arc<Shared> {
+        Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            succeeded: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            first_error: Mutex::new(None),
+        })
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    fn success(&self) {
+        self.succeeded.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a failure and stops the run once failures pass 1% of requests.
+    fn failure(&self, what: String, max_rate_applies: bool) {
+        let failed = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Ok(mut first) = self.first_error.lock() {
+            first.get_or_insert(what);
+        }
+        let total = failed + self.succeeded.load(Ordering::Relaxed);
+        if !max_rate_applies || failed * 100 > total.max(ERROR_FLOOR) {
+            self.stop.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn error_summary(&self) -> String {
+        let failed = self.failed.load(Ordering::Relaxed);
+        let total = failed + self.succeeded.load(Ordering::Relaxed);
+        let first = self
+            .first_error
+            .lock()
+            .ok()
+            .and_then(|f| f.clone())
+            .unwrap_or_else(|| "unknown error".to_string());
+        format!("{failed} of {total} requests failed; first: {first}")
+    }
+}
+
+async fn with_timeout(f: impl Future<Output = Result<(), String>>) -> Result<(), String> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, f).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no reply within {REQUEST_TIMEOUT:?}")),
+    }
+}
+
+/// Writes every key once; client c's loop l takes every (clients x inflight)th
+/// key from its place on. Any failure fails the preload.
+async fn preload<B: KvBackend>(args: &LoadArgs, clients: &[B]) -> Result<(), String> {
+    let shared = Shared::new();
+    let value: Arc<[u8]> = value_bytes(args.value_size).into();
+    let stride = (args.clients * args.inflight) as u64;
+    let mut tasks = JoinSet::new();
+    for (c, client) in clients.iter().enumerate() {
+        for lane in 0..args.inflight {
+            let (client, shared, value) = (client.clone(), shared.clone(), value.clone());
+            let first = (c * args.inflight + lane) as u64;
+            let keys = args.keys;
+            tasks.spawn(async move {
+                let mut k = first;
+                while k < keys && !shared.stopped() {
+                    let key = key_name(k);
+                    match with_timeout(client.preload(&key, &value)).await {
+                        Ok(()) => shared.success(),
+                        Err(e) => shared.failure(format!("{}: {e}", show(&key)), false),
+                    }
+                    k += stride;
+                }
+            });
+        }
+    }
+    join_all_tasks(&mut tasks).await?;
+    if shared.failed.load(Ordering::Relaxed) > 0 {
+        return Err(shared.error_summary());
+    }
+    Ok(())
+}
+
+/// What one loop saw.
+struct LoopStats {
+    reads: Histogram<u64>,
+    writes: Histogram<u64>,
+    errors: u64,
+    warmup_ops: u64,
+}
+
+struct LoopPlan {
+    measure_from: Instant,
+    until: Instant,
+}
+
+async fn measure<B: KvBackend>(args: &LoadArgs, clients: Vec<B>) -> Result<Measurements, String> {
+    let shared = Shared::new();
+    let value: Arc<[u8]> = value_bytes(args.value_size).into();
+    let start = Instant::now();
+    let measure_from = start + args.warmup_time();
+    let until = measure_from + args.duration_time();
+    let plan = Arc::new(LoopPlan { measure_from, until });
+    let mut tasks = JoinSet::new();
+    for (c, client) in clients.into_iter().enumerate() {
+        for lane in 0..args.inflight {
+            let ops = OpStream::new(
+                args.distribution,
+                args.keys,
+                args.write_ratio,
+                loop_seed(args.seed, c, lane),
+            )?;
+            let (client, shared, value, plan) = (client.clone(), shared.clone(), value.clone(), plan.clone());
+            tasks.spawn(load_loop(client, shared, ops, value, plan));
+        }
+    }
+    let stats = join_all_tasks(&mut tasks).await?;
+    if shared.stopped() {
+        return Err(shared.error_summary());
+    }
+    let mut m = Measurements {
+        measured_secs: args.duration,
+        errors: 0,
+        warmup_ops: 0,
+        reads: new_histogram(),
+        writes: new_histogram(),
+    };
+    for s in stats {
+        m.reads
+            .add(&s.reads)
+            .map_err(|e| format!("merging histograms: {e}"))?;
+        m.writes
+            .add(&s.writes)
+            .map_err(|e| format!("merging histograms: {e}"))?;
+        m.errors += s.errors;
+        m.warmup_ops += s.warmup_ops;
+    }
+    Ok(m)
+}
+
+/// One closed loop: issue a request, wait for it, record it, repeat until
+/// the end of the run. Only requests that start after warm-up and finish
+/// before the end are recorded.
+async fn load_loop<B: KvBackend>(
+    client: B,
+    shared: Arc<Shared>,
+    mut ops: OpStream,
+    value: Arc<[u8]>,
+    plan: Arc<LoopPlan>,
+) -> LoopStats {
+    let mut st = LoopStats {
+        reads: new_histogram(),
+        writes: new_histogram(),
+        errors: 0,
+        warmup_ops: 0,
+    };
+    while !shared.stopped() {
+        let began = Instant::now();
+        if began >= plan.until {
+            break;
+        }
+        let op = ops.next_op();
+        let (Op::Read(k) | Op::Write(k)) = op;
+        let key = key_name(k);
+        let result = match op {
+            Op::Read(_) => with_timeout(client.get(&key)).await,
+            Op::Write(_) => with_timeout(client.put(&key, &value)).await,
+        };
+        let ended = Instant::now();
+        let measured = began >= plan.measure_from && ended <= plan.until;
+        match result {
+            Ok(()) => {
+                shared.success();
+                if measured {
+                    let us = (ended - began).as_micros().max(1);
+                    let h = if matches!(op, Op::Read(_)) {
+                        &mut st.reads
+                    } else {
+                        &mut st.writes
+                    };
+                    h.saturating_record(u64::try_from(us).unwrap_or(u64::MAX));
+                } else if began < plan.measure_from {
+                    st.warmup_ops += 1;
+                }
+            }
+            Err(e) => {
+                let verb = if matches!(op, Op::Read(_)) { "get" } else { "put" };
+                shared.failure(format!("{verb} {}: {e}", show(&key)), true);
+                if measured {
+                    st.errors += 1;
+                }
+            }
+        }
+    }
+    st
+}
+
+/// Waits for every task; a task that panicked fails the run.
+async fn join_all_tasks<T: 'static>(tasks: &mut JoinSet<T>) -> Result<Vec<T>, String> {
+    let mut out = Vec::with_capacity(tasks.len());
+    while let Some(r) = tasks.join_next().await {
+        match r {
+            Ok(t) => out.push(t),
+            Err(e) => {
+                tasks.abort_all();
+                return Err(format!("a load task failed: {e}"));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn show(key: &[u8]) -> String {
+    String::from_utf8_lossy(key).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::LatencySummary;
+    use std::collections::HashSet;
+
+    /// An in-memory back-end whose requests take `delay` on tokio's clock.
+    #[derive(Clone, Default)]
+    struct Fake {
+        inner: Arc<FakeInner>,
+    }
+
+    #[derive(Default)]
+    struct FakeInner {
+        delay: Duration,
+        /// Requests that start before this instant take `slow_delay`.
+        slow_until: Mutex<Option<(Instant, Duration)>>,
+        /// Every nth request fails (0: none).
+        fail_every: u64,
+        /// Requests never complete.
+        hang: bool,
+        calls: AtomicU64,
+        gets: AtomicU64,
+        puts: AtomicU64,
+        prepared: AtomicU64,
+        preloaded: Mutex<HashSet<Vec<u8>>>,
+    }
+
+    impl Fake {
+        fn new(delay: Duration) -> Fake {
+            Fake::with(FakeInner {
+                delay,
+                ..FakeInner::default()
+            })
+        }
+
+        fn with(inner: FakeInner) -> Fake {
+            Fake {
+                inner: Arc::new(inner),
+            }
+        }
+
+        async fn request(&self) -> Result<(), String> {
+            let n = self.inner.calls.fetch_add(1, Ordering::Relaxed) + 1;
+            if self.inner.hang {
+                std::future::pending::<()>().await;
+            }
+            let slow = *self.inner.slow_until.lock().unwrap();
+            let delay = match slow {
+                Some((until, d)) if Instant::now() < until => d,
+                _ => self.inner.delay,
+            };
+            tokio::time::sleep(delay).await;
+            if self.inner.fail_every > 0 && n.is_multiple_of(self.inner.fail_every) {
+                return Err(format!("injected failure {n}"));
+            }
+            Ok(())
+        }
+    }
+
+    impl KvBackend for Fake {
+        async fn get(&self, key: &[u8]) -> Result<(), String> {
+            assert_eq!(key.len(), 10);
+            self.inner.gets.fetch_add(1, Ordering::Relaxed);
+            self.request().await
+        }
+
+        async fn put(&self, key: &[u8], value: &[u8]) -> Result<(), String> {
+            assert_eq!((key.len(), value.len()), (10, 16));
+            self.inner.puts.fetch_add(1, Ordering::Relaxed);
+            self.request().await
+        }
+
+        async fn prepare(&self) -> Result<(), String> {
+            self.inner.prepared.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+
+        async fn preload(&self, key: &[u8], _value: &[u8]) -> Result<(), String> {
+            assert!(
+                self.inner.preloaded.lock().unwrap().insert(key.to_vec()),
+                "key preloaded twice"
+            );
+            Ok(())
+        }
+    }
+
+    fn args(extra: &[&str]) -> LoadArgs {
+        let mut flags = vec![
+            "--backend=zookeeper",
+            "--servers=127.0.0.1:1",
+            "--clients=2",
+            "--inflight=2",
+            "--write-ratio=0.3",
+            "--keys=50",
+            "--value-size=16",
+            "--warmup=1",
+            "--duration=2",
+        ];
+        // A flag in `extra` replaces the base one of the same name.
+        let name = |f: &str| f.split('=').next().unwrap_or_default().to_string();
+        flags.retain(|f| extra.iter().all(|e| name(e) != name(f)));
+        flags.extend_from_slice(extra);
+        LoadArgs::try_parse_flags(flags).unwrap()
+    }
+
+    /// Runs with every client sharing `fake`; returns the result and the
+    /// (tokio clock) time the run took.
+    async fn run_fake(a: &LoadArgs, fake: &Fake) -> (Result<Report, String>, Duration) {
+        let start = Instant::now();
+        let r = run_backend(a, |_| {
+            let f = fake.clone();
+            async move { Ok(f) }
+        })
+        .await;
+        (r, start.elapsed())
+    }
+
+    // On a paused clock every request takes exactly 1 ms, so the counts are
+    // exact: each of the 4 loops does 1000 warm-up and 2000 measured requests.
+    #[tokio::test(start_paused = true)]
+    async fn full_run_counts_every_measured_request_once() {
+        let fake = Fake::new(Duration::from_millis(1));
+        let a = args(&[]);
+        let (r, took) = run_fake(&a, &fake).await;
+        let r = r.unwrap();
+        assert_eq!(fake.inner.prepared.load(Ordering::Relaxed), 1);
+        assert_eq!(fake.inner.preloaded.lock().unwrap().len(), 50);
+        assert_eq!(r.backend, "zookeeper");
+        assert_eq!(r.ops, r.reads + r.writes);
+        assert_eq!(r.warmup_ops, 4 * 1000);
+        assert_eq!(r.ops, 4 * 2000);
+        assert_eq!(r.errors, 0);
+        let calls = fake.inner.gets.load(Ordering::Relaxed) + fake.inner.puts.load(Ordering::Relaxed);
+        assert_eq!(calls, r.ops + r.warmup_ops);
+        assert_eq!(r.measured_secs, 2.0);
+        assert_eq!(r.ops_per_sec, 4000.0);
+        assert_eq!(r.read_latency_us.count, r.reads);
+        assert_eq!((r.read_latency_us.p50, r.write_latency_us.max), (1000, 1000));
+        // The ratio drawn matches the one asked within 5 sigma.
+        let got = r.writes as f64 / r.ops as f64;
+        let sigma = (0.3 * 0.7 / r.ops as f64).sqrt();
+        assert!((got - 0.3).abs() < 5.0 * sigma, "write share {got}");
+        // The run lasts warm-up plus duration, not a request more.
+        assert!(
+            took >= Duration::from_secs(3) && took < Duration::from_millis(3010),
+            "{took:?}"
+        );
+    }
+
+    // Requests started during warm-up take 300 ms; none of them may show up
+    // in the measured latencies.
+    #[tokio::test(start_paused = true)]
+    async fn warm_up_is_not_recorded() {
+        let fake = Fake::new(Duration::from_millis(2));
+        let slow_until = Instant::now() + Duration::from_millis(990);
+        *fake.inner.slow_until.lock().unwrap() = Some((slow_until, Duration::from_millis(300)));
+        let (r, _) = run_fake(&args(&[]), &fake).await;
+        let r = r.unwrap();
+        assert!(r.warmup_ops > 0);
+        for l in [&r.read_latency_us, &r.write_latency_us] {
+            assert_eq!(l.max, 2000, "{l:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_preload_and_no_warm_up() {
+        let fake = Fake::new(Duration::from_millis(1));
+        let (r, _) = run_fake(&args(&["--no-preload", "--warmup=0", "--write-ratio=1"]), &fake).await;
+        let r = r.unwrap();
+        assert!(fake.inner.preloaded.lock().unwrap().is_empty());
+        assert_eq!(fake.inner.prepared.load(Ordering::Relaxed), 1);
+        assert_eq!((r.warmup_ops, r.reads, r.writes), (0, 0, 4 * 2000));
+        assert_eq!(r.read_latency_us, LatencySummary::default());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rare_errors_are_counted_but_do_not_stop_the_run() {
+        let fake = Fake::with(FakeInner {
+            delay: Duration::from_millis(1),
+            fail_every: 1000,
+            ..FakeInner::default()
+        });
+        let (r, _) = run_fake(&args(&[]), &fake).await;
+        let r = r.unwrap();
+        // 12000 requests, every 1000th fails: 4 during warm-up, 8 measured.
+        assert_eq!(r.errors, 8);
+        assert_eq!(r.ops + r.warmup_ops, 12_000 - 12);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn many_errors_stop_the_run_early_with_the_cause() {
+        let fake = Fake::with(FakeInner {
+            delay: Duration::from_millis(1),
+            fail_every: 10,
+            ..FakeInner::default()
+        });
+        let (r, took) = run_fake(&args(&[]), &fake).await;
+        let e = r.unwrap_err();
+        assert!(e.starts_with("zookeeper: "), "{e}");
+        assert!(e.contains("injected failure 10"), "{e}");
+        assert!(took < Duration::from_millis(500), "{took:?}");
+        // Stopped soon after passing 1%, not at the end of the run.
+        assert!(fake.inner.calls.load(Ordering::Relaxed) < 1000);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hung_requests_time_out_and_end_the_run() {
+        let fake = Fake::with(FakeInner {
+            hang: true,
+            ..FakeInner::default()
+        });
+        let (r, took) = run_fake(&args(&["--no-preload"]), &fake).await;
+        let e = r.unwrap_err();
+        assert!(e.contains("no reply within"), "{e}");
+        assert!(took <= REQUEST_TIMEOUT + Duration::from_millis(10), "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn preload_failure_names_the_key() {
+        #[derive(Clone)]
+        struct BadPreload;
+        impl KvBackend for BadPreload {
+            async fn get(&self, _: &[u8]) -> Result<(), String> {
+                Ok(())
+            }
+            async fn put(&self, _: &[u8], _: &[u8]) -> Result<(), String> {
+                Ok(())
+            }
+            async fn preload(&self, key: &[u8], _: &[u8]) -> Result<(), String> {
+                if key == b"k000000007" {
+                    Err("disk full".into())
+                } else {
+                    Ok(())
+                }
+            }
+        }
+        let r = run_backend(&args(&[]), |_| async { Ok(BadPreload) }).await;
+        let e = r.unwrap_err();
+        assert!(
+            e.starts_with("zookeeper: preload: ") && e.contains("k000000007: disk full"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_connection_ends_the_run() {
+        let fake = Fake::new(Duration::from_millis(1));
+        let r = run_backend(&args(&[]), |i| {
+            let f = fake.clone();
+            async move {
+                if i == 1 {
+                    Err("connection refused".to_string())
+                } else {
+                    Ok(f)
+                }
+            }
+        })
+        .await;
+        let e = r.unwrap_err();
+        assert_eq!(
+            e,
+            "zookeeper: connecting client 1 (127.0.0.1:1): connection refused"
+        );
+        assert_eq!(fake.inner.calls.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bad_arguments_are_refused_before_connecting() {
+        let mut a = args(&[]);
+        a.write_ratio = -0.5;
+        let r = run_backend(&a, |_| async { Err::<Fake, _>("must not connect".to_string()) }).await;
+        assert!(r.unwrap_err().contains("--write-ratio"));
+    }
+
+    // The real clock and a multi-thread runtime, as `run` uses; only loose
+    // bounds on time.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn real_clock_run_ends_on_time() {
+        let fake = Fake::new(Duration::from_micros(200));
+        let a = args(&["--warmup=0.2", "--duration=0.3", "--clients=4"]);
+        let (r, took) = run_fake(&a, &fake).await;
+        let r = r.unwrap();
+        assert!(r.ops > 0 && r.reads > 0);
+        assert!(took >= Duration::from_millis(500), "{took:?}");
+        assert!(took < Duration::from_millis(500) + REQUEST_TIMEOUT, "{took:?}");
+    }
+}

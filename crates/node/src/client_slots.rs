@@ -1,0 +1,295 @@
+//! A lane's side of external client sessions. The client gateway binds each
+//! connection to one slot of one lane and hands it that connection's writes;
+//! the lane submits them like its own sessions' (session number `base +
+//! slot`, one write in flight per slot so a session's writes apply in the
+//! order issued) and reports each when it is applied at this node.
+
+use rzab_proto::{Submitted, Time, Zxid};
+use rzab_store::KeyedOutcome;
+use rzab_wire::{Op, WriteEntry};
+use std::collections::VecDeque;
+
+/// What the lane reports for a client write.
+pub type Done = Box<dyn FnOnce(Result<WriteDone, String>) + Send>;
+
+/// A client write applied at this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteDone {
+    pub zxid: u64,
+    /// What a keyed write did; `None` for a sync, or when the write was
+    /// found applied after a fail-over (its effect was not seen here).
+    pub outcome: Option<KeyedOutcome>,
+}
+
+/// A write the gateway hands a lane.
+pub struct ClientWrite {
+    pub slot: u32,
+    pub op: Op,
+    /// The first probe slot of the key (0 for a sync).
+    pub key: u64,
+    /// `[key length][key][value]` (empty for a sync).
+    pub payload: Vec<u8>,
+    pub done: Done,
+}
+
+struct Pending {
+    seq: u32,
+    write: ClientWrite,
+    submitted: bool,
+    issued_at: Time,
+}
+
+#[derive(Default)]
+struct Slot {
+    /// The last seq this slot used (it outlives the connections it serves).
+    seq: u32,
+    pending: Option<Pending>,
+    queue: VecDeque<ClientWrite>,
+}
+
+/// A lane's client slots.
+pub struct ClientSlots {
+    base: u32,
+    slots: Vec<Slot>,
+}
+
+impl ClientSlots {
+    /// `n` slots whose session numbers start at `base`.
+    pub fn new(base: u32, n: u32) -> ClientSlots {
+        ClientSlots {
+            base,
+            slots: (0..n).map(|_| Slot::default()).collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Takes a write; it waits behind the slot's write in flight, if any.
+    pub fn take(&mut self, w: ClientWrite, now: Time) {
+        let Some(s) = self.slots.get_mut(w.slot as usize) else {
+            (w.done)(Err(format!("no client slot {}", w.slot)));
+            return;
+        };
+        if s.pending.is_some() {
+            s.queue.push_back(w);
+        } else {
+            start(s, w, now);
+        }
+    }
+
+    /// Offers every write not yet accepted to `submit`; returns how many
+    /// it accepted. A refused write fails (its session goes on).
+    pub fn submit(&mut self, now: Time, mut submit: impl FnMut(&WriteEntry<'_>) -> Submitted) -> usize {
+        let mut accepted = 0;
+        for (i, s) in self.slots.iter_mut().enumerate() {
+            let Some(p) = s.pending.as_mut().filter(|p| !p.submitted) else {
+                continue;
+            };
+            let entry = WriteEntry {
+                session: self.base + i as u32,
+                seq: p.seq,
+                key: p.write.key,
+                op: p.write.op,
+                value: &p.write.payload,
+            };
+            match submit(&entry) {
+                Submitted::Accepted => {
+                    p.submitted = true;
+                    accepted += 1;
+                }
+                Submitted::Retry => break,
+                Submitted::Refused(why) => {
+                    if let Some(p) = s.pending.take() {
+                        (p.write.done)(Err(format!("refused by the leader lane: {why}")));
+                    }
+                    next(s, now);
+                }
+            }
+        }
+        accepted
+    }
+
+    /// A write of session `session` applied here. Returns the latency of
+    /// the client write it completed, if it was one.
+    pub fn complete(&mut self, session: u32, seq: u32, done: WriteDone, now: Time) -> Option<u64> {
+        let i = session.checked_sub(self.base)?;
+        let s = self.slots.get_mut(i as usize)?;
+        if s.pending.as_ref().is_none_or(|p| p.seq != seq) {
+            return None;
+        }
+        let p = s.pending.take()?;
+        (p.write.done)(Ok(done));
+        next(s, now);
+        Some(now.0.saturating_sub(p.issued_at.0).max(1))
+    }
+
+    /// The epoch ended: writes in flight are submitted again when serving
+    /// resumes (the new leader refuses a second copy).
+    pub fn unsubmit(&mut self) {
+        for p in self.slots.iter_mut().filter_map(|s| s.pending.as_mut()) {
+            p.submitted = false;
+        }
+    }
+
+    /// Serving resumes: `last(session)` is the last write of each session
+    /// this node has applied. A write in flight found applied completes
+    /// (its effect unknown); an idle slot's seq moves past it.
+    pub fn reconcile(&mut self, now: Time, last: impl Fn(u32) -> Option<(u32, Zxid)>) -> usize {
+        let mut completed = 0;
+        for i in 0..self.slots.len() {
+            let Some((seq, zxid)) = last(self.base + i as u32) else {
+                continue;
+            };
+            let s = &mut self.slots[i];
+            match s.pending.as_ref().map(|p| p.seq) {
+                Some(p) if seq >= p => {
+                    let done = WriteDone {
+                        zxid: zxid.0,
+                        outcome: None,
+                    };
+                    completed += self.complete(self.base + i as u32, p, done, now).map_or(0, |_| 1);
+                }
+                Some(_) => {}
+                None => s.seq = s.seq.max(seq),
+            }
+        }
+        completed
+    }
+}
+
+fn start(s: &mut Slot, write: ClientWrite, now: Time) {
+    s.seq = s.seq.wrapping_add(1);
+    s.pending = Some(Pending {
+        seq: s.seq,
+        write,
+        submitted: false,
+        issued_at: now,
+    });
+}
+
+fn next(s: &mut Slot, now: Time) {
+    if let Some(w) = s.queue.pop_front() {
+        start(s, w, now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    type Log = Arc<Mutex<Vec<Result<WriteDone, String>>>>;
+
+    fn write(slot: u32, log: &Log) -> ClientWrite {
+        let log = log.clone();
+        ClientWrite {
+            slot,
+            op: Op::KeyedPut,
+            key: 1,
+            payload: vec![1, b'k', b'v'],
+            done: Box::new(move |r| log.lock().expect("log").push(r)),
+        }
+    }
+
+    fn done(zxid: u64) -> WriteDone {
+        WriteDone {
+            zxid,
+            outcome: Some(KeyedOutcome::Stored),
+        }
+    }
+
+    #[test]
+    fn one_write_in_flight_per_slot_in_order() {
+        let log = Log::default();
+        let mut c = ClientSlots::new(10, 2);
+        c.take(write(0, &log), Time(0));
+        c.take(write(0, &log), Time(0));
+        let mut seen = Vec::new();
+        assert_eq!(
+            c.submit(Time(1), |e| {
+                seen.push((e.session, e.seq));
+                Submitted::Accepted
+            }),
+            1
+        );
+        assert_eq!(seen, [(10, 1)]);
+        assert_eq!(
+            c.complete(10, 2, done(5), Time(2)),
+            None,
+            "not the write in flight"
+        );
+        assert_eq!(c.complete(10, 1, done(5), Time(3)), Some(3));
+        assert_eq!(
+            c.submit(Time(4), |e| {
+                seen.push((e.session, e.seq));
+                Submitted::Accepted
+            }),
+            1
+        );
+        assert_eq!(seen[1], (10, 2));
+        assert_eq!(log.lock().expect("log").as_slice(), &[Ok(done(5))]);
+    }
+
+    #[test]
+    fn a_paused_write_is_resubmitted_or_found_applied() {
+        let log = Log::default();
+        let mut c = ClientSlots::new(0, 2);
+        c.take(write(0, &log), Time(0));
+        c.take(write(1, &log), Time(0));
+        assert_eq!(c.submit(Time(0), |_| Submitted::Accepted), 2);
+        c.unsubmit();
+        // Slot 0's write was applied during the fail-over; slot 1's was not.
+        let n = c.reconcile(Time(9), |s| (s == 0).then_some((1, Zxid(77))));
+        assert_eq!(n, 1);
+        assert_eq!(
+            log.lock().expect("log").as_slice(),
+            &[Ok(WriteDone {
+                zxid: 77,
+                outcome: None
+            })]
+        );
+        let mut again = Vec::new();
+        c.submit(Time(9), |e| {
+            again.push(e.session);
+            Submitted::Accepted
+        });
+        assert_eq!(again, [1]);
+    }
+
+    #[test]
+    fn refused_and_unknown_slots_fail_alone() {
+        let log = Log::default();
+        let mut c = ClientSlots::new(0, 1);
+        c.take(write(5, &log), Time(0));
+        c.take(write(0, &log), Time(0));
+        c.take(write(0, &log), Time(0));
+        c.submit(Time(0), |_| Submitted::Refused("no".into()));
+        let l = log.lock().expect("log");
+        assert_eq!(l.len(), 2);
+        assert!(l.iter().all(Result::is_err));
+        drop(l);
+        // The queued write moved up with the next seq.
+        let mut seqs = Vec::new();
+        c.submit(Time(0), |e| {
+            seqs.push(e.seq);
+            Submitted::Accepted
+        });
+        assert_eq!(seqs, [2]);
+    }
+
+    #[test]
+    fn idle_slots_continue_past_applied_seqs() {
+        let log = Log::default();
+        let mut c = ClientSlots::new(3, 1);
+        c.reconcile(Time(0), |_| Some((41, Zxid(1))));
+        c.take(write(0, &log), Time(0));
+        let mut seqs = Vec::new();
+        c.submit(Time(0), |e| {
+            seqs.push(e.seq);
+            Submitted::Accepted
+        });
+        assert_eq!(seqs, [42]);
+    }
+}

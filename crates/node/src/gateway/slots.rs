@@ -1,0 +1,58 @@
+//! Which lane slot each client connection uses.
+
+use std::sync::Mutex;
+
+/// The free (lane, slot) pairs of a node, handed out so that successive
+/// connections go to different lanes.
+pub(crate) struct SlotPool {
+    free: Mutex<Vec<(u8, u32)>>,
+}
+
+impl SlotPool {
+    pub fn new(lanes: u8, slots: u32) -> SlotPool {
+        // Popped from the back: lane 0 slot 0, lane 1 slot 0, ...
+        let mut free: Vec<(u8, u32)> = (0..slots).flat_map(|s| (0..lanes).map(move |l| (l, s))).collect();
+        free.reverse();
+        SlotPool {
+            free: Mutex::new(free),
+        }
+    }
+
+    pub fn acquire(&self) -> Option<Slot<'_>> {
+        let pair = self.free.lock().ok()?.pop()?;
+        Some(Slot { pool: self, pair })
+    }
+}
+
+/// A slot in use; back in the pool when dropped.
+pub(crate) struct Slot<'a> {
+    pool: &'a SlotPool,
+    pub pair: (u8, u32),
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut f) = self.pool.free.lock() {
+            f.push(self.pair);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_spread_over_lanes_and_come_back() {
+        let p = SlotPool::new(2, 2);
+        let a = p.acquire().expect("a");
+        let b = p.acquire().expect("b");
+        assert_eq!((a.pair, b.pair), ((0, 0), (1, 0)));
+        let c = p.acquire().expect("c");
+        let d = p.acquire().expect("d");
+        assert!(p.acquire().is_none());
+        drop(c);
+        assert_eq!(p.acquire().map(|s| s.pair), Some((0, 1)));
+        drop((a, b, d));
+    }
+}

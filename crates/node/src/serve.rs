@@ -1,0 +1,122 @@
+//! Serving external clients: nodes that run no built-in workload, each with
+//! a client gateway. `rzab serve` runs one node of a cluster file this way;
+//! [`InprocCluster`] runs a whole cluster in this process (tests, examples).
+
+use crate::config::RunConfig;
+use crate::gateway::{Gateway, GatewayCounts};
+use crate::report::NodeOutcome;
+use crate::runner::{Local, RunError};
+use rzab_transport::inproc::{Fabric, FabricConfig};
+use std::net::SocketAddr;
+
+/// The run config of a pure server: no workload sessions, one workload
+/// key (the store must hold one), client slots on.
+pub fn server_config(mut cfg: RunConfig) -> RunConfig {
+    cfg.workload.sessions = 0;
+    cfg.workload.keys = 1;
+    cfg.workload.trace_len = 1;
+    cfg.workload.write_ratio = 0.0;
+    if cfg.clients.slots == 0 {
+        cfg.clients.slots = 256;
+    }
+    // Serving runs until stopped; the duration only paces status lines.
+    cfg.duration_s = f64::MAX / 4.0;
+    cfg
+}
+
+/// A whole cluster serving clients in this process.
+pub struct InprocCluster {
+    local: Option<Local>,
+    /// By node id; `None` once stopped.
+    gateways: Vec<Option<Gateway>>,
+}
+
+impl InprocCluster {
+    /// Starts `cfg.nodes` nodes over the in-process transport, with a
+    /// gateway per node on `127.0.0.1` (ports chosen by the system).
+    pub fn start(cfg: &RunConfig) -> Result<InprocCluster, RunError> {
+        let cfg = server_config(cfg.clone());
+        cfg.validate()?;
+        let fabric = Fabric::new(FabricConfig {
+            members: cfg.members(),
+            lanes: cfg.lanes as usize + 1,
+            mtu: cfg.proto.mtu,
+            queue_depth: cfg.queue_depth,
+        });
+        let ids: Vec<u8> = (0..cfg.nodes).collect();
+        let lanes = cfg.lanes as usize;
+        let local = Local::start(
+            &cfg,
+            &ids,
+            None,
+            |n, l| Ok(fabric.endpoint(n, l as usize)),
+            |n| Ok(fabric.endpoint(n, lanes)),
+        )?;
+        let gateways = local
+            .nodes
+            .iter()
+            .map(|n| Gateway::start(n.clone(), SocketAddr::from(([127, 0, 0, 1], 0)), &cfg.clients).map(Some))
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(|e| RunError::Setup(format!("client gateway: {e}")))?;
+        Ok(InprocCluster {
+            local: Some(local),
+            gateways,
+        })
+    }
+
+    /// Each node's client address, by node id.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        let closed = SocketAddr::from(([127, 0, 0, 1], 0));
+        self.gateways
+            .iter()
+            .map(|g| g.as_ref().map_or(closed, Gateway::local_addr))
+            .collect()
+    }
+
+    /// Each node's gateway counters.
+    pub fn counts(&self) -> Vec<GatewayCounts> {
+        self.gateways
+            .iter()
+            .map(|g| g.as_ref().map(|g| g.stats.read()).unwrap_or_default())
+            .collect()
+    }
+
+    /// The running nodes (for checks on their stores).
+    pub fn local(&self) -> Option<&Local> {
+        self.local.as_ref()
+    }
+
+    /// Stops node `id`'s gateway: its clients must move to another replica.
+    pub fn stop_gateway(&mut self, id: usize) -> Option<GatewayCounts> {
+        let g = self.gateways.get_mut(id)?.take()?;
+        let counts = g.stats.read();
+        g.stop();
+        Some(counts)
+    }
+
+    /// Stops everything; returns each node's outcome (digests to compare).
+    pub fn stop(mut self) -> Vec<NodeOutcome> {
+        for g in self.gateways.drain(..).flatten() {
+            g.stop();
+        }
+        let Some(local) = self.local.take() else {
+            return Vec::new();
+        };
+        let running = local.node_snapshots();
+        let secs = local.elapsed();
+        local.finish(running, secs)
+    }
+}
+
+impl Drop for InprocCluster {
+    fn drop(&mut self) {
+        for g in self.gateways.drain(..).flatten() {
+            g.stop();
+        }
+        if let Some(local) = self.local.take() {
+            let running = local.node_snapshots();
+            let secs = local.elapsed();
+            let _ = local.finish(running, secs);
+        }
+    }
+}

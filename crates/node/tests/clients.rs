@@ -1,0 +1,217 @@
+//! External clients against an in-process cluster: the client crate over
+//! TCP on loopback, through each node's gateway.
+
+use rzab_client::protocol::{ErrorCode, Reply, Request, next_frame};
+use rzab_client::{Client, ClientConfig, Error};
+use rzab_node::RunConfig;
+use rzab_node::serve::InprocCluster;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+fn cluster(token: Option<&str>) -> InprocCluster {
+    let mut cfg = RunConfig::default();
+    cfg.clients.slots = 8;
+    cfg.clients.max_key = 32;
+    cfg.clients.max_value = 200;
+    cfg.clients.capacity = 10_000;
+    cfg.clients.max_inflight = 64;
+    cfg.clients.token = token.map(str::to_string);
+    InprocCluster::start(&cfg).expect("cluster starts")
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn config(addrs: &[SocketAddr], token: Option<&str>) -> ClientConfig {
+    let mut c = ClientConfig::new(addrs.to_vec());
+    c.token = token.map(|t| t.as_bytes().to_vec());
+    c.connect_timeout = Duration::from_secs(5);
+    c
+}
+
+#[test]
+fn writes_reads_and_deletes_replicate_to_every_node() {
+    let c = cluster(None);
+    let addrs = c.addrs();
+    rt().block_on(async {
+        let a = Client::connect(config(&addrs[1..2], None))
+            .await
+            .expect("connect");
+        let z1 = a.put(b"alpha", b"one").await.expect("put");
+        let got = a.get(b"alpha").await.expect("get").expect("present");
+        assert_eq!((got.value.as_slice(), got.version), (&b"one"[..], z1));
+        assert!(a.last_zxid() >= z1);
+        // Every replica has it once its session has seen the write.
+        for n in 0..addrs.len() {
+            let mut cfg = config(&addrs[n..n + 1], None);
+            cfg.max_inflight = 4;
+            let b = Client::connect(cfg).await.expect("connect");
+            let v = b.sync_get(b"alpha").await.expect("sync get");
+            assert_eq!(v.map(|v| v.value), Some(b"one".to_vec()), "node {n}");
+        }
+        assert_eq!(a.delete(b"alpha").await, Ok(Some(true)));
+        assert_eq!(a.delete(b"alpha").await, Ok(Some(false)));
+        assert_eq!(a.get(b"alpha").await, Ok(None));
+        // Keys that share a prefix or differ in one byte stay apart.
+        for k in [&b"k"[..], b"k\0", b"k\0\0", b"K"] {
+            a.put(k, k).await.expect("put");
+        }
+        for k in [&b"k"[..], b"k\0", b"k\0\0", b"K"] {
+            assert_eq!(a.get(k).await.expect("get").map(|v| v.value), Some(k.to_vec()));
+        }
+    });
+    let outcomes = c.stop();
+    let digests: Vec<u64> = outcomes.iter().map(|o| o.digest).collect();
+    assert!(digests.windows(2).all(|w| w[0] == w[1]), "digests {digests:x?}");
+    assert!(
+        outcomes.iter().all(|o| o.errors.is_empty()),
+        "{:?}",
+        outcomes.iter().map(|o| &o.errors).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order_per_session() {
+    let c = cluster(None);
+    let addrs = c.addrs();
+    rt().block_on(async {
+        let cl = Client::connect(config(&addrs[2..3], None))
+            .await
+            .expect("connect");
+        // 200 writes then reads of one key, all in flight at once: each
+        // read sees the write issued just before it (FIFO, read-your-writes).
+        let mut tasks = Vec::new();
+        for i in 0..200u32 {
+            let (w, r) = (cl.clone(), cl.clone());
+            let v = i.to_le_bytes();
+            tasks.push(tokio::spawn(async move {
+                let put = w.put(b"counter", &v);
+                let get = r.get(b"counter");
+                // Requests go out in the order first polled: `biased`
+                // polls the put first (plain join! rotates).
+                let (p, g) = tokio::join!(biased; put, get);
+                (p.expect("put"), g.expect("get").expect("present"))
+            }));
+        }
+        let mut zxids = Vec::new();
+        for t in tasks {
+            let (z, got) = t.await.expect("task");
+            assert!(
+                got.version >= z,
+                "a read saw an older version than the write before it: {z:#x} then {got:?}"
+            );
+            zxids.push(z);
+        }
+        zxids.sort_unstable();
+        zxids.dedup();
+        assert_eq!(zxids.len(), 200, "every write got its own zxid");
+    });
+}
+
+#[test]
+fn a_session_continues_at_another_replica_without_going_back() {
+    let mut c = cluster(None);
+    let addrs = c.addrs();
+    rt().block_on(async {
+        // Node 1 first, then node 2 when node 1's gateway goes away.
+        let cl = Client::connect(config(&addrs[1..], None)).await.expect("connect");
+        assert_eq!(cl.node(), 1);
+        let z = cl.put(b"moving", b"v1").await.expect("put");
+        c.stop_gateway(1);
+        // The request in flight (if any) fails; the next reconnects.
+        let mut got = cl.get(b"moving").await;
+        if got == Err(Error::ConnectionLost) {
+            got = cl.get(b"moving").await;
+        }
+        let v = got.expect("get at node 2").expect("present");
+        assert_eq!(cl.node(), 2);
+        assert!(v.version >= z && cl.last_zxid() >= z);
+    });
+}
+
+#[test]
+fn bad_input_gets_an_error_and_changes_nothing() {
+    let c = cluster(Some("s3cret"));
+    let addrs = c.addrs();
+    rt().block_on(async {
+        // Wrong token: refused at the handshake, with the reason.
+        match Client::connect(config(&addrs, Some("nope"))).await {
+            Err(Error::Server { code, .. }) => assert_eq!(code, ErrorCode::Unauthorized),
+            Err(e) => panic!("unexpected {e}"),
+            Ok(_) => panic!("a wrong token was admitted"),
+        }
+        let cl = Client::connect(config(&addrs, Some("s3cret")))
+            .await
+            .expect("connect");
+        // Too long a key or value: refused before sending (the client knows
+        // the limits from the handshake).
+        assert!(matches!(cl.put(&[b'k'; 33], b"v").await, Err(Error::Invalid(_))));
+        assert!(matches!(cl.put(b"k", &[0; 201]).await, Err(Error::Invalid(_))));
+        assert!(matches!(cl.get(b"").await, Err(Error::Invalid(_))));
+        cl.put(b"kept", b"v").await.expect("put");
+    });
+    // Raw frames the client library would never send.
+    let raw = |frames: &[u8]| -> Vec<u8> {
+        let mut s = TcpStream::connect(addrs[0]).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        let mut hello = Vec::new();
+        Request::Hello {
+            session: 0,
+            last_zxid: 0,
+            token: b"s3cret",
+        }
+        .encode(&mut hello);
+        s.write_all(&hello).expect("hello");
+        s.write_all(frames).expect("frames");
+        let mut all = Vec::new();
+        let _ = s.read_to_end(&mut all);
+        all
+    };
+    let replies = |bytes: &[u8]| -> Vec<String> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while let Ok(Some((body, n))) = next_frame(&bytes[at..], usize::MAX) {
+            out.push(match Reply::decode(body) {
+                Ok(Reply::Error { code, .. }) => format!("error {code:?}"),
+                Ok(Reply::Welcome { .. }) => "welcome".into(),
+                Ok(r) => format!("{r:?}"),
+                Err(e) => format!("undecodable {e}"),
+            });
+            at += n;
+        }
+        out
+    };
+    // A key past the limit in a well-formed frame: an error, and the
+    // connection goes on (the Get after it is answered); then garbage
+    // closes it after an error reply.
+    let mut frames = Vec::new();
+    Request::Put {
+        key: &[b'x'; 40],
+        value: b"v",
+    }
+    .encode(&mut frames);
+    Request::Get { key: b"kept" }.encode(&mut frames);
+    frames.extend_from_slice(&[3, 0, 0, 0, 0x7e, 1, 2]);
+    Request::Get { key: b"kept" }.encode(&mut frames);
+    let r = replies(&raw(&frames));
+    assert_eq!(r.len(), 4, "{r:?}");
+    assert_eq!(r[0], "welcome");
+    assert_eq!(r[1], "error KeyTooLong");
+    assert!(r[2].starts_with("Value"), "{r:?}");
+    assert_eq!(r[3], "error Malformed", "the Get after garbage is never answered");
+    // A frame longer than any request: refused from its length prefix.
+    let r = replies(&raw(&[0xff, 0xff, 0xff, 0x0f]));
+    assert_eq!(r, ["welcome", "error TooLarge"]);
+    let counts = c.counts();
+    assert_eq!(counts.iter().map(|c| c.malformed).sum::<u64>(), 2);
+    assert!(counts.iter().map(|c| c.refused).sum::<u64>() >= 1);
+    // Nothing but the one put changed the store.
+    let outcomes = c.stop();
+    assert!(outcomes.iter().all(|o| o.applied == outcomes[0].applied));
+}

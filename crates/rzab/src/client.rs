@@ -1,0 +1,141 @@
+//! `rzab serve` (a node serving external clients) and the client commands
+//! `rzab get|put|delete --cluster FILE KEY [VALUE]`.
+
+use clap::Args;
+use rzab_client::blocking::Client;
+use rzab_client::{ClientConfig, Error};
+use rzab_node::cluster::ClusterFile;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The cluster file (TOML) shared by every node; its [client] section
+    /// and each node's `client` address configure the service.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// This node's id in the cluster file.
+    #[arg(long)]
+    pub id: u8,
+}
+
+#[derive(Args, Debug)]
+pub struct ClientArgs {
+    /// The cluster file: the client tries its nodes' client addresses in turn.
+    #[arg(long)]
+    pub cluster: PathBuf,
+    /// The shared secret (default: the file's client.token).
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Read linearizably (`get` only): after every write committed before it.
+    #[arg(long)]
+    pub sync: bool,
+    pub key: String,
+    /// The value (`put` only).
+    pub value: Option<String>,
+}
+
+fn load(path: &std::path::Path) -> Result<ClusterFile, ExitCode> {
+    ClusterFile::load(path).map_err(|e| {
+        eprintln!("rzab: error: invalid cluster file, {}: {}", e.field, e.reason);
+        ExitCode::from(2)
+    })
+}
+
+pub fn serve(args: ServeArgs) -> ExitCode {
+    let file = match load(&args.config) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+            eprintln!("rzab: error: cannot handle signal {sig}: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let mut stdout = std::io::stdout();
+    match rzab_node::process::serve_node(&file, args.id, &mut stdout, &stop) {
+        Ok(o) if o.errors.is_empty() => ExitCode::SUCCESS,
+        Ok(o) => {
+            eprintln!("rzab: error: {}", o.errors.join("; "));
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("rzab: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Which client command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    Put,
+    Delete,
+}
+
+pub fn run(verb: Verb, args: ClientArgs) -> ExitCode {
+    let file = match load(&args.cluster) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    match (verb, &args.value) {
+        (Verb::Put, None) => return usage("put needs a KEY and a VALUE"),
+        (Verb::Get | Verb::Delete, Some(_)) => return usage("only put takes a VALUE"),
+        _ => {}
+    }
+    if args.sync && verb != Verb::Get {
+        return usage("--sync is for get");
+    }
+    let mut cfg = ClientConfig::new(file.client_addrs());
+    cfg.token = args.token.or(file.client.token).map(String::into_bytes);
+    cfg.max_inflight = 1;
+    let client = match Client::connect(cfg) {
+        Ok(c) => c,
+        Err(e) => return failed(&e),
+    };
+    let key = args.key.as_bytes();
+    let result = match verb {
+        Verb::Get if args.sync => client.sync_get(key).map(|v| show(v, args.sync)),
+        Verb::Get => client.get(key).map(|v| show(v, args.sync)),
+        Verb::Put => client
+            .put(key, args.value.unwrap_or_default().as_bytes())
+            .map(|z| format!("ok zxid {z:#x}")),
+        Verb::Delete => client.delete(key).map(|d| match d {
+            Some(true) => "deleted".to_string(),
+            Some(false) => "absent".to_string(),
+            None => "deleted (or was absent)".to_string(),
+        }),
+    };
+    match result {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => failed(&e),
+    }
+}
+
+fn show(v: Option<rzab_client::Versioned>, _sync: bool) -> String {
+    match v {
+        Some(v) => String::from_utf8_lossy(&v.value).into_owned(),
+        None => "(not found)".to_string(),
+    }
+}
+
+fn usage(why: &str) -> ExitCode {
+    eprintln!("rzab: error: {why}");
+    ExitCode::from(2)
+}
+
+fn failed(e: &Error) -> ExitCode {
+    eprintln!("rzab: error: {e}");
+    match e {
+        Error::Invalid(_) => ExitCode::from(2),
+        _ => ExitCode::FAILURE,
+    }
+}

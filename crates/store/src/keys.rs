@@ -1,0 +1,325 @@
+//! Variable-length keys (byte strings up to [`MAX_KEY_LEN`] bytes) over the
+//! `u64`-keyed table, with no two distinct keys ever sharing an item.
+//!
+//! A key lives in the item whose `u64` is one of its probe slots
+//! ([`slot_key`]): the first probe slot not taken by another key. The item's
+//! value holds `[flags, key length, key, value]` and every lookup compares
+//! the whole key, so keys whose hashes collide get different items. Probe
+//! slots all have the top bit set, so they never meet the `u64` keys of the
+//! built-in workload (which are below 2^63).
+//!
+//! Keyed writes must be applied by one writer at a time, in the same order
+//! on every replica (the apply gate does this): where a key lands depends on
+//! the keys applied before it. A slot another key probed past is marked
+//! `CHAINED`; deleting its key then leaves a tombstone, so later lookups
+//! still walk on to the keys beyond it. Readers never lock: each probe reads
+//! one item consistently (its seqlock); a new key placed further on becomes
+//! visible when the chain before it is marked, so a reader sees a key's old
+//! or new state, never a mix.
+
+use crate::{ItemMeta, Store, StoreError};
+
+/// Longest key in bytes (its length is stored in one byte).
+pub const MAX_KEY_LEN: usize = 255;
+/// Bytes an item's value spends on a key beyond the key itself.
+pub const KEY_OVERHEAD: usize = 2;
+/// Probe slots tried per key. Slots are 63-bit hashes: a key that needs a
+/// second one is already rare beyond belief; this bounds hostile input.
+pub const MAX_PROBES: u32 = 8;
+
+const KEYED: u64 = 1 << 63;
+const DELETED: u8 = 1;
+const CHAINED: u8 = 2;
+
+/// The `u64` of `key`'s probe slot number `probe`.
+pub fn slot_key(key: &[u8], probe: u32) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(key, u64::from(probe)) | KEYED
+}
+
+/// Whether `slot` is a keyed slot (not a built-in workload key).
+pub fn is_keyed(slot: u64) -> bool {
+    slot & KEYED != 0
+}
+
+/// The item value bytes for `key` and `value`: what a store of
+/// `value_size` needs room for is `KEY_OVERHEAD + key.len() + value.len()`.
+pub fn item_len(key: &[u8], value: &[u8]) -> usize {
+    KEY_OVERHEAD + key.len() + value.len()
+}
+
+/// What a keyed write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyedOutcome {
+    /// A put stored its value.
+    Stored,
+    /// A delete found the key (true) or not (false).
+    Deleted(bool),
+    /// A put of a new key found no room: nothing changed.
+    Full,
+    /// The key is empty or too long, or the value does not fit: nothing changed.
+    Invalid,
+}
+
+/// One item as a keyed view.
+struct View<'a> {
+    flags: u8,
+    key: &'a [u8],
+    value: &'a [u8],
+}
+
+fn view(item: &[u8]) -> Option<View<'_>> {
+    let (&flags, rest) = item.split_first()?;
+    let (&klen, rest) = rest.split_first()?;
+    let key = rest.get(..klen as usize)?;
+    Some(View {
+        flags,
+        key,
+        value: &rest[klen as usize..],
+    })
+}
+
+/// Where a lookup ended.
+enum Found {
+    /// At this probe, with this view's flags and the item's meta.
+    Key { probe: u32, flags: u8, meta: ItemMeta },
+    /// Absent: the walk stopped at probe `stop` (an empty slot, or another
+    /// key's slot nobody probed past), having passed the first tombstone of
+    /// another key at `tombstone` (a put may reuse it).
+    Absent { stop: u32, tombstone: Option<u32> },
+}
+
+impl Store {
+    /// Copies `key`'s value into `out` (cleared first) and returns the meta of
+    /// its item (`len` is the value's length); `None` if absent.
+    pub fn get_keyed(&self, key: &[u8], out: &mut Vec<u8>) -> Option<ItemMeta> {
+        let mut buf = vec![0u8; self.value_size];
+        match self.find_keyed(key, &mut buf) {
+            Found::Key { meta, .. } => {
+                let v = view(&buf[..meta.len])?;
+                if v.flags & DELETED != 0 {
+                    return None;
+                }
+                out.clear();
+                out.extend_from_slice(v.value);
+                Some(ItemMeta {
+                    zxid: meta.zxid,
+                    len: v.value.len(),
+                })
+            }
+            Found::Absent { .. } => None,
+        }
+    }
+
+    /// Walks `key`'s probe slots; `buf` ends holding the found item.
+    fn find_keyed(&self, key: &[u8], buf: &mut [u8]) -> Found {
+        let mut tombstone = None;
+        for probe in 0..MAX_PROBES {
+            let Some(meta) = self.get(slot_key(key, probe), buf) else {
+                return Found::Absent {
+                    stop: probe,
+                    tombstone,
+                };
+            };
+            let Some(v) = view(&buf[..meta.len]) else {
+                // Not a keyed item (cannot happen through this API): walk on.
+                continue;
+            };
+            if v.key == key {
+                return Found::Key {
+                    probe,
+                    flags: v.flags,
+                    meta,
+                };
+            }
+            if v.flags & DELETED != 0 && tombstone.is_none() {
+                tombstone = Some(probe);
+            }
+            if v.flags & CHAINED == 0 {
+                // Nobody ever probed past this slot: the key is nowhere further.
+                return Found::Absent {
+                    stop: probe,
+                    tombstone,
+                };
+            }
+        }
+        Found::Absent {
+            stop: MAX_PROBES,
+            tombstone,
+        }
+    }
+
+    /// The first of `key`'s probe slots from `from` on that holds no item.
+    fn free_probe(&self, key: &[u8], from: u32, buf: &mut [u8]) -> Option<u32> {
+        (from..MAX_PROBES).find(|&p| self.get(slot_key(key, p), buf).is_none())
+    }
+
+    /// Inserts or updates `key` (the caller serializes keyed writes).
+    pub fn put_keyed(&self, key: &[u8], value: &[u8], zxid: u64) -> Result<KeyedOutcome, StoreError> {
+        if key.is_empty() || key.len() > MAX_KEY_LEN || item_len(key, value) > self.value_size {
+            return Ok(KeyedOutcome::Invalid);
+        }
+        let mut buf = vec![0u8; self.value_size];
+        let (probe, flags) = match self.find_keyed(key, &mut buf) {
+            Found::Key { probe, flags, .. } => (probe, flags & CHAINED),
+            Found::Absent {
+                tombstone: Some(t), ..
+            } => (t, CHAINED),
+            Found::Absent {
+                stop,
+                tombstone: None,
+            } => {
+                let Some(free) = self.free_probe(key, stop, &mut buf) else {
+                    // Every probe slot holds another live key: refused, unchanged.
+                    return Ok(KeyedOutcome::Full);
+                };
+                // Claim the item first: if the store is full, nothing changes.
+                let item = encode(&mut buf, 0, key, value);
+                match self.put(slot_key(key, free), item, zxid) {
+                    Err(StoreError::Full { .. }) => return Ok(KeyedOutcome::Full),
+                    other => other?,
+                }
+                self.mark_chained(key, free)?;
+                return Ok(KeyedOutcome::Stored);
+            }
+        };
+        let item = encode(&mut buf, flags, key, value);
+        self.put(slot_key(key, probe), item, zxid)?;
+        Ok(KeyedOutcome::Stored)
+    }
+
+    /// Every probe slot before `upto` was passed over by `key`: mark it so
+    /// lookups walk on past it even once its own key is deleted.
+    fn mark_chained(&self, key: &[u8], upto: u32) -> Result<(), StoreError> {
+        let mut buf = vec![0u8; self.value_size];
+        for probe in 0..upto {
+            let slot = slot_key(key, probe);
+            let Some(meta) = self.get(slot, &mut buf) else {
+                continue;
+            };
+            if meta.len >= KEY_OVERHEAD && buf[0] & CHAINED == 0 {
+                buf[0] |= CHAINED;
+                self.put(slot, &buf[..meta.len], meta.zxid)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes `key`: a tombstone if some key probed past its slot.
+    pub fn delete_keyed(&self, key: &[u8], zxid: u64) -> Result<KeyedOutcome, StoreError> {
+        if key.is_empty() || key.len() > MAX_KEY_LEN {
+            return Ok(KeyedOutcome::Invalid);
+        }
+        let mut buf = vec![0u8; self.value_size];
+        let Found::Key { probe, flags, .. } = self.find_keyed(key, &mut buf) else {
+            return Ok(KeyedOutcome::Deleted(false));
+        };
+        if flags & DELETED != 0 {
+            return Ok(KeyedOutcome::Deleted(false));
+        }
+        let slot = slot_key(key, probe);
+        if flags & CHAINED != 0 {
+            let item = encode(&mut buf, CHAINED | DELETED, key, &[]);
+            self.put(slot, item, zxid)?;
+        } else {
+            self.delete(slot, zxid)?;
+        }
+        Ok(KeyedOutcome::Deleted(true))
+    }
+}
+
+/// Lays out an item's value in `buf`; returns the used prefix.
+fn encode<'b>(buf: &'b mut [u8], flags: u8, key: &[u8], value: &[u8]) -> &'b [u8] {
+    let n = item_len(key, value);
+    buf[0] = flags;
+    buf[1] = key.len() as u8;
+    buf[2..2 + key.len()].copy_from_slice(key);
+    buf[2 + key.len()..n].copy_from_slice(value);
+    &buf[..n]
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::StoreConfig;
+
+    fn store(capacity: usize) -> Store {
+        Store::new(StoreConfig {
+            capacity,
+            value_size: 64,
+        })
+        .expect("store")
+    }
+
+    fn get(s: &Store, k: &[u8]) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        s.get_keyed(k, &mut out).map(|_| out)
+    }
+
+    #[test]
+    fn put_get_delete_round_trip() {
+        let s = store(16);
+        assert_eq!(s.put_keyed(b"alpha", b"1", 5), Ok(KeyedOutcome::Stored));
+        assert_eq!(get(&s, b"alpha").as_deref(), Some(&b"1"[..]));
+        let mut out = Vec::new();
+        assert_eq!(s.get_keyed(b"alpha", &mut out).map(|m| m.zxid), Some(5));
+        assert_eq!(s.put_keyed(b"alpha", b"22", 6), Ok(KeyedOutcome::Stored));
+        assert_eq!(get(&s, b"alpha").as_deref(), Some(&b"22"[..]));
+        assert_eq!(s.len(), 1);
+        assert_eq!(get(&s, b"alph"), None);
+        assert_eq!(s.delete_keyed(b"alpha", 7), Ok(KeyedOutcome::Deleted(true)));
+        assert_eq!(s.delete_keyed(b"alpha", 8), Ok(KeyedOutcome::Deleted(false)));
+        assert_eq!(get(&s, b"alpha"), None);
+        assert_eq!(s.len(), 0);
+    }
+
+    #[test]
+    fn empty_long_or_oversize_is_invalid_and_changes_nothing() {
+        let s = store(16);
+        assert_eq!(s.put_keyed(b"", b"v", 1), Ok(KeyedOutcome::Invalid));
+        assert_eq!(s.put_keyed(&[7; 256], b"v", 1), Ok(KeyedOutcome::Invalid));
+        assert_eq!(s.put_keyed(b"k", &[0; 62], 1), Ok(KeyedOutcome::Invalid));
+        assert_eq!(s.put_keyed(b"k", &[0; 61], 1), Ok(KeyedOutcome::Stored));
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn a_full_store_refuses_new_keys_only() {
+        let s = store(2);
+        assert_eq!(s.put_keyed(b"a", b"1", 1), Ok(KeyedOutcome::Stored));
+        assert_eq!(s.put_keyed(b"b", b"1", 2), Ok(KeyedOutcome::Stored));
+        assert_eq!(s.put_keyed(b"c", b"1", 3), Ok(KeyedOutcome::Full));
+        assert_eq!(s.put_keyed(b"a", b"2", 4), Ok(KeyedOutcome::Stored));
+        assert_eq!(get(&s, b"c"), None);
+    }
+
+    /// Forces two keys into one probe slot (as a 63-bit hash collision
+    /// would) by planting a foreign key's item in `b`'s first slot.
+    #[test]
+    fn colliding_keys_get_separate_items_and_survive_deletes() {
+        let s = store(16);
+        let mut buf = vec![0u8; 64];
+        // "x" squats on "b"'s first probe slot.
+        let squat = encode(&mut buf, 0, b"x", b"xv").to_vec();
+        s.put(slot_key(b"b", 0), &squat, 1).expect("plant");
+        assert_eq!(s.put_keyed(b"b", b"bv", 2), Ok(KeyedOutcome::Stored));
+        assert_eq!(get(&s, b"b").as_deref(), Some(&b"bv"[..]));
+        // The squatter's slot is now chained; deleting it leaves a tombstone.
+        let mut raw = vec![0u8; 64];
+        s.get(slot_key(b"b", 0), &mut raw).expect("squatter");
+        assert_eq!(raw[0] & CHAINED, CHAINED);
+        assert_eq!(s.delete_keyed(b"b", 3), Ok(KeyedOutcome::Deleted(true)));
+        assert_eq!(get(&s, b"b"), None);
+        assert_eq!(s.put_keyed(b"b", b"again", 4), Ok(KeyedOutcome::Stored));
+        assert_eq!(get(&s, b"b").as_deref(), Some(&b"again"[..]));
+    }
+
+    #[test]
+    fn keyed_slots_never_meet_workload_keys() {
+        for k in [&b"a"[..], b"key-1", &[0xff; 64]] {
+            for p in 0..MAX_PROBES {
+                assert!(is_keyed(slot_key(k, p)));
+            }
+        }
+        assert!(!is_keyed(1_000_000));
+    }
+}
