@@ -1,1 +1,0 @@
-nseries = 4
