@@ -140,6 +140,7 @@ install_missing() {
     command -v gnuplot >/dev/null || want+=(gnuplot-nox)
     command -v java >/dev/null || want+=(default-jre-headless)
     command -v python3 >/dev/null || want+=(python3)
+    command -v ss >/dev/null || want+=(iproute2)
     ((${#want[@]})) || return 0
     log "installing ${want[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -210,6 +211,10 @@ data_root() {
 ZK_CLIENT_PORTS=(2181 2182 2183)
 ZK_QUORUM_PORTS=(2888 2889 2890)
 ZK_ELECTION_PORTS=(3888 3889 3890)
+# Debian ships no SLF4J binding with ZooKeeper: the simple one, if there,
+# puts warnings and errors in the logs instead of nothing.
+ZK_LOGGER=""
+[[ ! -f /usr/share/java/slf4j-simple.jar ]] || ZK_LOGGER=:/usr/share/java/slf4j-simple.jar
 
 start_zookeeper() {
     local storage=$1 root i dir cfg
@@ -239,7 +244,8 @@ EOF
         # share this machine with the other systems' runs.
         spawn "$LOGS/zookeeper-$storage-$i.log" java -Xms256m -Xmx768m -XX:+UseG1GC \
             -Dzookeeper.admin.enableServer=false -Dzookeeper.jmx.log4j.disable=true \
-            -cp "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar" \
+            -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \
+            -cp "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar$ZK_LOGGER" \
             org.apache.zookeeper.server.quorum.QuorumPeerMain "$cfg"
     done
     for i in 0 1 2; do
@@ -298,42 +304,42 @@ etcd_servers() {
 
 # ---------------------------------------------------------------- rzab
 
-# Client protocol addresses of the three nodes (host:port, comma separated).
-RZAB_SERVERS=${RZAB_SERVERS:-127.0.0.1:7100,127.0.0.2:7100,127.0.0.3:7100}
+# Each node's datagram address and client (TCP) address; 127.0.0.1-3 so the
+# nodes are told apart by IP as on three machines.
+RZAB_NODES=(127.0.0.1:17000 127.0.0.2:17000 127.0.0.3:17000)
+RZAB_CLIENT_ADDRS=(127.0.0.1:7100 127.0.0.2:7100 127.0.0.3:7100)
+RZAB_SERVERS=$(IFS=,; echo "${RZAB_CLIENT_ADDRS[*]}")
 
 # Writes the cluster file and starts nodes 0..2 with `rzab serve`.
 start_rzab() {
     local id
-    cat >"$WORK/rzab.toml" <<'EOF'
-# Written by scripts/compare.sh: a 3-node cluster on 127.0.0.1-3.
-cluster_id = 7
-leader = 0
-lanes = 1
-
-[transport]
-kind = "udp"
-
-[protocol]
-broadcast = "unicast"
-
-[[nodes]]
-id = 0
-address = "127.0.0.1:17000"
-
-[[nodes]]
-id = 1
-address = "127.0.0.2:17000"
-
-[[nodes]]
-id = 2
-address = "127.0.0.3:17000"
-EOF
+    {
+        echo "# Written by scripts/compare.sh: a 3-node cluster on 127.0.0.1-3."
+        echo "cluster_id = 7"
+        echo "leader = 0"
+        echo "lanes = 1"
+        echo
+        echo "[transport]"
+        echo 'kind = "udp"'
+        echo
+        echo "[protocol]"
+        echo 'broadcast = "unicast"'
+        echo
+        echo "[client]"
+        echo "slots = 64                # sessions each lane holds (0: no client service)"
+        for id in 0 1 2; do
+            echo
+            echo "[[nodes]]"
+            echo "id = $id"
+            echo "address = \"${RZAB_NODES[id]}\""
+            echo "client = \"${RZAB_CLIENT_ADDRS[id]}\""
+        done
+    } >"$WORK/rzab.toml"
     for id in 0 1 2; do
         spawn "$LOGS/rzab-$id.log" "$ROOT/target/release/rzab" serve --config "$WORK/rzab.toml" --id "$id"
     done
     local s
-    IFS=, read -r -a servers <<<"$RZAB_SERVERS"
-    for s in "${servers[@]}"; do
+    for s in "${RZAB_CLIENT_ADDRS[@]}"; do
         wait_until "rzab $s" tcp_open "$s"
     done
     log "rzab is serving on $RZAB_SERVERS"
