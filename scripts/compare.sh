@@ -122,10 +122,12 @@ wait_until() {
 # Sends a command to a TCP port on 127.0.0.1 and prints the reply (bash's
 # /dev/tcp, so no netcat is needed), bounded to 3 s.
 tcp_ask() {
+    # shellcheck disable=SC2016 # expanded by the inner bash
     timeout 3 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" && printf "%s" "$2" >&3 && cat <&3' _ "$1" "$2" 2>/dev/null
 }
 
 tcp_open() {
+    # shellcheck disable=SC2016 # expanded by the inner bash
     timeout 3 bash -c 'exec 3<>"/dev/tcp/${1%:*}/${1##*:}"' _ "$1" 2>/dev/null
 }
 
@@ -138,6 +140,7 @@ install_missing() {
     command -v etcdctl >/dev/null || want+=(etcd-client)
     command -v protoc >/dev/null || want+=(protobuf-compiler)
     command -v gnuplot >/dev/null || want+=(gnuplot-nox)
+    [[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || want+=(fonts-dejavu-core) # plot labels
     command -v java >/dev/null || want+=(default-jre-headless)
     command -v python3 >/dev/null || want+=(python3)
     command -v ss >/dev/null || want+=(iproute2)

@@ -33,9 +33,9 @@ do for [e=-3:8] {
     }
 }
 
-# Sets the y range to whole decades around every value in FILE, so the
-# shortest bar still stands clear of the axis.
-range_of(file) = sprintf("set autoscale y; lo = 1e300; hi = 0; do for [c=2:nseries+1] { STATS_records = 0; stats '%s' using c nooutput; if (STATS_records > 0) { lo = (STATS_min < lo) ? STATS_min : lo; hi = (STATS_max > hi) ? STATS_max : hi } }; if (hi > 0) { set yrange [0.999 * 10**floor(log10(lo)) : 1.001 * 10**ceil(log10(hi) + 1e-9)] } else { set yrange [1:10] }", file)
+# Sets the y range to whole decades around every value in FILE, at least
+# a factor of two below the shortest bar so it stands clear of the axis.
+range_of(file) = sprintf("set autoscale y; lo = 1e300; hi = 0; do for [c=2:nseries+1] { STATS_records = 0; stats '%s' using c nooutput; if (STATS_records > 0) { lo = (STATS_min < lo) ? STATS_min : lo; hi = (STATS_max > hi) ? STATS_max : hi } }; if (hi > 0) { set yrange [0.999 * 10**floor(log10(lo / 2)) : 1.001 * 10**ceil(log10(hi) + 1e-9)] } else { set yrange [1:10] }", file)
 
 # One colour per series, the same in every panel.
 array colors[8] = ["#4477aa", "#88ccee", "#cc6677", "#ee99aa", "#228833", "#ddaa33", "#aa3377", "#bbbbbb"]

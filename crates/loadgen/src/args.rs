@@ -47,11 +47,11 @@ const MAX_SECS: f64 = 7.0 * 24.0 * 3600.0;
 /// requests outstanding, reading and writing `keys` keys for a fixed time.
 #[derive(Args, Clone, Debug)]
 pub struct LoadArgs {
-    /// System to load: rzab, zookeeper or etcd
+    /// System to load
     #[arg(long, value_enum, default_value_t = Backend::Rzab)]
     pub backend: Backend,
 
-    /// Servers as host:port, comma separated; client i connects to server i mod n
+    /// Servers as host:port, comma separated; client i uses server i mod n
     #[arg(long, value_delimiter = ',', value_name = "HOST:PORT,...")]
     pub servers: Vec<String>,
 

@@ -1,8 +1,8 @@
 //! etcd back-end: a read is a Range of one key (etcd's default linearizable
 //! read), a write a Put.
 
-use crate::runner::KvBackend;
-use etcd_client::{Client, ConnectOptions, KvClient};
+use crate::runner::{KvBackend, connection_lost};
+use etcd_client::{Client, ConnectOptions, Error, KvClient};
 use std::future::Future;
 use std::time::Duration;
 
@@ -38,26 +38,41 @@ impl EtcdBackend {
     }
 }
 
+impl EtcdBackend {
+    /// The runner names the request and key; this adds the server and cause.
+    fn fail(&self, e: Error) -> String {
+        let msg = format!("etcd {}: {e}", self.server);
+        if lost_connection(&e) {
+            connection_lost(msg)
+        } else {
+            msg
+        }
+    }
+}
+
+/// No connection to the server (refused, or reset under a request, which
+/// tonic reports as Unknown with a transport error beneath): the run stops.
+fn lost_connection(e: &Error) -> bool {
+    match e {
+        Error::TransportError(_) => true,
+        Error::GRpcStatus(s) => {
+            s.code() == tonic::Code::Unavailable
+                || std::error::Error::source(s).is_some_and(|src| src.is::<tonic::transport::Error>())
+        }
+        _ => false,
+    }
+}
+
 impl KvBackend for EtcdBackend {
     fn get(&self, key: &[u8]) -> impl Future<Output = Result<(), String>> + Send {
         let mut kv = self.kv.clone();
         let key = key.to_vec();
-        async move {
-            kv.get(key.as_slice(), None)
-                .await
-                .map(drop)
-                .map_err(|e| format!("etcd {}: get {}: {e}", self.server, String::from_utf8_lossy(&key)))
-        }
+        async move { kv.get(key, None).await.map(drop).map_err(|e| self.fail(e)) }
     }
 
     fn put(&self, key: &[u8], value: &[u8]) -> impl Future<Output = Result<(), String>> + Send {
         let mut kv = self.kv.clone();
         let (key, value) = (key.to_vec(), value.to_vec());
-        async move {
-            kv.put(key.as_slice(), value, None)
-                .await
-                .map(drop)
-                .map_err(|e| format!("etcd {}: put {}: {e}", self.server, String::from_utf8_lossy(&key)))
-        }
+        async move { kv.put(key, value, None).await.map(drop).map_err(|e| self.fail(e)) }
     }
 }

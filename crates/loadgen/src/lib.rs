@@ -18,7 +18,7 @@ mod zookeeper;
 
 pub use args::{Backend, LoadArgs};
 pub use report::{LatencySummary, Report, WorkloadParams};
-pub use runner::{KvBackend, REQUEST_TIMEOUT, run_backend};
+pub use runner::{CONNECTION_LOST, KvBackend, REQUEST_TIMEOUT, connection_lost, run_backend};
 pub use workload::{Distribution, key_name, value_bytes};
 
 use std::time::Duration;

@@ -38,6 +38,16 @@ pub trait KvBackend: Clone + Send + Sync + 'static {
     }
 }
 
+/// Starts an error that means a client's connection is gone (see
+/// [`connection_lost`]): such an error ends the run at once, whatever the
+/// error rate.
+pub const CONNECTION_LOST: &str = "connection lost: ";
+
+/// An error for a request that failed because its connection is gone.
+pub fn connection_lost(cause: impl std::fmt::Display) -> String {
+    format!("{CONNECTION_LOST}{cause}")
+}
+
 /// A request that takes this long counts as failed (and bounds how long a
 /// run can overstay its duration).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -111,6 +121,8 @@ struct Shared {
     succeeded: AtomicU64,
     failed: AtomicU64,
     first_error: Mutex<Option<String>>,
+    /// The failure that stopped the run at once, if one did.
+    fatal: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -120,6 +132,7 @@ impl Shared {
             succeeded: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             first_error: Mutex::new(None),
+            fatal: Mutex::new(None),
         })
     }
 
@@ -131,14 +144,18 @@ impl Shared {
         self.succeeded.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts a failure and stops the run once failures pass 1% of requests.
-    fn failure(&self, what: String, max_rate_applies: bool) {
+    /// Counts a failure and stops the run once failures pass 1% of requests,
+    /// or at once if the failure is not `tolerated`.
+    fn failure(&self, what: String, tolerated: bool) {
         let failed = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
+        if !tolerated && let Ok(mut fatal) = self.fatal.lock() {
+            fatal.get_or_insert_with(|| what.clone());
+        }
         if let Ok(mut first) = self.first_error.lock() {
             first.get_or_insert(what);
         }
         let total = failed + self.succeeded.load(Ordering::Relaxed);
-        if !max_rate_applies || failed * 100 > total.max(ERROR_FLOOR) {
+        if !tolerated || failed * 100 > total.max(ERROR_FLOOR) {
             self.stop.store(true, Ordering::Relaxed);
         }
     }
@@ -146,13 +163,15 @@ impl Shared {
     fn error_summary(&self) -> String {
         let failed = self.failed.load(Ordering::Relaxed);
         let total = failed + self.succeeded.load(Ordering::Relaxed);
-        let first = self
-            .first_error
-            .lock()
-            .ok()
-            .and_then(|f| f.clone())
-            .unwrap_or_else(|| "unknown error".to_string());
-        format!("{failed} of {total} requests failed; first: {first}")
+        let get = |m: &Mutex<Option<String>>| m.lock().ok().and_then(|f| f.clone());
+        let first = get(&self.first_error).unwrap_or_else(|| "unknown error".to_string());
+        match get(&self.fatal) {
+            Some(fatal) if fatal != first => {
+                format!("{fatal} ({failed} of {total} requests failed; first: {first})")
+            }
+            Some(fatal) => format!("{fatal} ({failed} of {total} requests failed)"),
+            None => format!("{failed} of {total} requests failed; first: {first}"),
+        }
     }
 }
 
@@ -195,12 +214,41 @@ async fn preload<B: KvBackend>(args: &LoadArgs, clients: &[B]) -> Result<(), Str
     Ok(())
 }
 
-/// What one loop saw.
+/// What one loop saw. Latencies go to its client's histograms (shared by
+/// the client's loops, so thousands of loops do not each drag a histogram
+/// through the caches), a batch at a time.
 struct LoopStats {
-    reads: Histogram<u64>,
-    writes: Histogram<u64>,
+    hist: Arc<std::sync::Mutex<ClientHist>>,
+    batch: Vec<(bool, u64)>,
     errors: u64,
     warmup_ops: u64,
+}
+
+/// One client's latency histograms (reads, writes).
+struct ClientHist {
+    reads: Histogram<u64>,
+    writes: Histogram<u64>,
+}
+
+const HIST_BATCH: usize = 64;
+
+impl LoopStats {
+    fn record(&mut self, read: bool, us: u64) {
+        self.batch.push((read, us));
+        if self.batch.len() >= HIST_BATCH {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Ok(mut h) = self.hist.lock() {
+            for &(read, us) in &self.batch {
+                let h = if read { &mut h.reads } else { &mut h.writes };
+                h.saturating_record(us);
+            }
+        }
+        self.batch.clear();
+    }
 }
 
 struct LoopPlan {
@@ -216,6 +264,14 @@ async fn measure<B: KvBackend>(args: &LoadArgs, clients: Vec<B>) -> Result<Measu
     let until = measure_from + args.duration_time();
     let plan = Arc::new(LoopPlan { measure_from, until });
     let mut tasks = JoinSet::new();
+    let hists: Vec<_> = (0..clients.len())
+        .map(|_| {
+            Arc::new(std::sync::Mutex::new(ClientHist {
+                reads: new_histogram(),
+                writes: new_histogram(),
+            }))
+        })
+        .collect();
     for (c, client) in clients.into_iter().enumerate() {
         for lane in 0..args.inflight {
             let ops = OpStream::new(
@@ -225,7 +281,7 @@ async fn measure<B: KvBackend>(args: &LoadArgs, clients: Vec<B>) -> Result<Measu
                 loop_seed(args.seed, c, lane),
             )?;
             let (client, shared, value, plan) = (client.clone(), shared.clone(), value.clone(), plan.clone());
-            tasks.spawn(load_loop(client, shared, ops, value, plan));
+            tasks.spawn(load_loop(client, shared, ops, value, plan, hists[c].clone()));
         }
     }
     let stats = join_all_tasks(&mut tasks).await?;
@@ -240,14 +296,19 @@ async fn measure<B: KvBackend>(args: &LoadArgs, clients: Vec<B>) -> Result<Measu
         writes: new_histogram(),
     };
     for s in stats {
-        m.reads
-            .add(&s.reads)
-            .map_err(|e| format!("merging histograms: {e}"))?;
-        m.writes
-            .add(&s.writes)
-            .map_err(|e| format!("merging histograms: {e}"))?;
         m.errors += s.errors;
         m.warmup_ops += s.warmup_ops;
+    }
+    for h in hists {
+        let h = h
+            .lock()
+            .map_err(|_| "a load task panicked holding a histogram".to_string())?;
+        m.reads
+            .add(&h.reads)
+            .map_err(|e| format!("merging histograms: {e}"))?;
+        m.writes
+            .add(&h.writes)
+            .map_err(|e| format!("merging histograms: {e}"))?;
     }
     Ok(m)
 }
@@ -261,10 +322,11 @@ async fn load_loop<B: KvBackend>(
     mut ops: OpStream,
     value: Arc<[u8]>,
     plan: Arc<LoopPlan>,
+    hist: Arc<std::sync::Mutex<ClientHist>>,
 ) -> LoopStats {
     let mut st = LoopStats {
-        reads: new_histogram(),
-        writes: new_histogram(),
+        hist,
+        batch: Vec::with_capacity(HIST_BATCH),
         errors: 0,
         warmup_ops: 0,
     };
@@ -287,25 +349,25 @@ async fn load_loop<B: KvBackend>(
                 shared.success();
                 if measured {
                     let us = (ended - began).as_micros().max(1);
-                    let h = if matches!(op, Op::Read(_)) {
-                        &mut st.reads
-                    } else {
-                        &mut st.writes
-                    };
-                    h.saturating_record(u64::try_from(us).unwrap_or(u64::MAX));
+                    st.record(matches!(op, Op::Read(_)), u64::try_from(us).unwrap_or(u64::MAX));
                 } else if began < plan.measure_from {
                     st.warmup_ops += 1;
                 }
             }
             Err(e) => {
                 let verb = if matches!(op, Op::Read(_)) { "get" } else { "put" };
-                shared.failure(format!("{verb} {}: {e}", show(&key)), true);
+                let what = format!("{verb} {}", show(&key));
+                match e.strip_prefix(CONNECTION_LOST) {
+                    Some(cause) => shared.failure(format!("{CONNECTION_LOST}{what}: {cause}"), false),
+                    None => shared.failure(format!("{what}: {e}"), true),
+                }
                 if measured {
                     st.errors += 1;
                 }
             }
         }
     }
+    st.flush();
     st
 }
 
@@ -532,6 +594,35 @@ mod tests {
         assert!(took < Duration::from_millis(500), "{took:?}");
         // Stopped soon after passing 1%, not at the end of the run.
         assert!(fake.inner.calls.load(Ordering::Relaxed) < 1000);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_connection_ends_the_run_at_once() {
+        #[derive(Clone)]
+        struct Drops(Arc<AtomicU64>);
+        impl KvBackend for Drops {
+            async fn get(&self, _: &[u8]) -> Result<(), String> {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                match self.0.fetch_add(1, Ordering::Relaxed) {
+                    5000 => Err(connection_lost("reset by peer")),
+                    _ => Ok(()),
+                }
+            }
+            async fn put(&self, k: &[u8], _: &[u8]) -> Result<(), String> {
+                self.get(k).await
+            }
+        }
+        let calls = Arc::new(AtomicU64::new(0));
+        let b = Drops(calls.clone());
+        let r = run_backend(&args(&["--no-preload"]), |_| {
+            let b = b.clone();
+            async move { Ok(b) }
+        })
+        .await;
+        let e = r.unwrap_err();
+        assert!(e.starts_with("zookeeper: connection lost: get k"), "{e}");
+        assert!(e.contains(": reset by peer (1 of "), "{e}");
+        assert!(calls.load(Ordering::Relaxed) < 5010);
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,7 +1,7 @@
 //! ZooKeeper back-end: key `kNNNNNNNNN` is znode `/rzab-bench/kNNNNNNNNN`;
 //! a read is getData, a write setData (any version).
 
-use crate::runner::KvBackend;
+use crate::runner::{KvBackend, connection_lost};
 use std::future::Future;
 use std::time::Duration;
 use zookeeper_client as zk;
@@ -31,7 +31,17 @@ impl ZkBackend {
     }
 
     fn fail(&self, what: &str, path: &str, e: zk::Error) -> String {
-        format!("zookeeper {}: {what} {path}: {e}", self.server)
+        let msg = format!("zookeeper {}: {what} {path}: {e}", self.server);
+        match e {
+            // The session's connection is gone (Custom carries the socket's
+            // I/O errors): the run stops at once.
+            zk::Error::ConnectionLoss
+            | zk::Error::SessionExpired
+            | zk::Error::ClientClosed
+            | zk::Error::NoHosts
+            | zk::Error::Custom(_) => connection_lost(msg),
+            _ => msg,
+        }
     }
 }
 

@@ -1,8 +1,10 @@
 //! A lane's side of external client sessions. The client gateway binds each
 //! connection to one slot of one lane and hands it that connection's writes;
 //! the lane submits them like its own sessions' (session number `base +
-//! slot`, one write in flight per slot so a session's writes apply in the
-//! order issued) and reports each when it is applied at this node.
+//! slot`) and reports each when it is applied at this node. A slot has up
+//! to `depth` writes in flight, numbered in order; the leader sequences a
+//! session's writes only in that order (a gap waits for the resend), so
+//! they apply in the order issued.
 
 use rzab_proto::{Submitted, Time, Zxid};
 use rzab_store::KeyedOutcome;
@@ -43,21 +45,26 @@ struct Pending {
 struct Slot {
     /// The last seq this slot used (it outlives the connections it serves).
     seq: u32,
-    pending: Option<Pending>,
+    /// Writes numbered and handed to the protocol, oldest first.
+    inflight: VecDeque<Pending>,
+    /// Writes waiting for room in `inflight`.
     queue: VecDeque<ClientWrite>,
 }
 
 /// A lane's client slots.
 pub struct ClientSlots {
     base: u32,
+    depth: usize,
     slots: Vec<Slot>,
 }
 
 impl ClientSlots {
-    /// `n` slots whose session numbers start at `base`.
-    pub fn new(base: u32, n: u32) -> ClientSlots {
+    /// `n` slots whose session numbers start at `base`, each with up to
+    /// `depth` writes in flight.
+    pub fn new(base: u32, n: u32, depth: usize) -> ClientSlots {
         ClientSlots {
             base,
+            depth: depth.max(1),
             slots: (0..n).map(|_| Slot::default()).collect(),
         }
     }
@@ -66,45 +73,51 @@ impl ClientSlots {
         self.slots.is_empty()
     }
 
-    /// Takes a write; it waits behind the slot's write in flight, if any.
+    /// Takes a write; it waits if the slot has `depth` in flight.
     pub fn take(&mut self, w: ClientWrite, now: Time) {
         let Some(s) = self.slots.get_mut(w.slot as usize) else {
             (w.done)(Err(format!("no client slot {}", w.slot)));
             return;
         };
-        if s.pending.is_some() {
-            s.queue.push_back(w);
-        } else {
-            start(s, w, now);
-        }
+        s.queue.push_back(w);
+        fill(s, self.depth, now);
     }
 
-    /// Offers every write not yet accepted to `submit`; returns how many
-    /// it accepted. A refused write fails (its session goes on).
+    /// Offers the writes not yet accepted to `submit`, each slot's in
+    /// order; returns how many it accepted. A refused write fails with the
+    /// slot's writes after it (their seqs would leave a gap for ever); the
+    /// slot's numbering resumes after the last write the leader may have.
     pub fn submit(&mut self, now: Time, mut submit: impl FnMut(&WriteEntry<'_>) -> Submitted) -> usize {
         let mut accepted = 0;
         for (i, s) in self.slots.iter_mut().enumerate() {
-            let Some(p) = s.pending.as_mut().filter(|p| !p.submitted) else {
-                continue;
-            };
-            let entry = WriteEntry {
-                session: self.base + i as u32,
-                seq: p.seq,
-                key: p.write.key,
-                op: p.write.op,
-                value: &p.write.payload,
-            };
-            match submit(&entry) {
-                Submitted::Accepted => {
-                    p.submitted = true;
-                    accepted += 1;
+            let session = self.base + i as u32;
+            for k in 0..s.inflight.len() {
+                let p = &mut s.inflight[k];
+                if p.submitted {
+                    continue;
                 }
-                Submitted::Retry => break,
-                Submitted::Refused(why) => {
-                    if let Some(p) = s.pending.take() {
-                        (p.write.done)(Err(format!("refused by the leader lane: {why}")));
+                let entry = WriteEntry {
+                    session,
+                    seq: p.seq,
+                    key: p.write.key,
+                    op: p.write.op,
+                    value: &p.write.payload,
+                };
+                match submit(&entry) {
+                    Submitted::Accepted => {
+                        p.submitted = true;
+                        accepted += 1;
                     }
-                    next(s, now);
+                    Submitted::Retry => return accepted,
+                    Submitted::Refused(why) => {
+                        let seq = p.seq;
+                        for p in s.inflight.drain(k..) {
+                            (p.write.done)(Err(format!("refused by the leader lane: {why}")));
+                        }
+                        s.seq = seq.wrapping_sub(1);
+                        fill(s, self.depth, now);
+                        break;
+                    }
                 }
             }
         }
@@ -116,62 +129,65 @@ impl ClientSlots {
     pub fn complete(&mut self, session: u32, seq: u32, done: WriteDone, now: Time) -> Option<u64> {
         let i = session.checked_sub(self.base)?;
         let s = self.slots.get_mut(i as usize)?;
-        if s.pending.as_ref().is_none_or(|p| p.seq != seq) {
+        if s.inflight.front().is_none_or(|p| p.seq != seq) {
             return None;
         }
-        let p = s.pending.take()?;
+        let p = s.inflight.pop_front()?;
         (p.write.done)(Ok(done));
-        next(s, now);
+        fill(s, self.depth, now);
         Some(now.0.saturating_sub(p.issued_at.0).max(1))
     }
 
     /// The epoch ended: writes in flight are submitted again when serving
     /// resumes (the new leader refuses a second copy).
     pub fn unsubmit(&mut self) {
-        for p in self.slots.iter_mut().filter_map(|s| s.pending.as_mut()) {
+        for p in self.slots.iter_mut().flat_map(|s| s.inflight.iter_mut()) {
             p.submitted = false;
         }
     }
 
     /// Serving resumes: `last(session)` is the last write of each session
-    /// this node has applied. A write in flight found applied completes
-    /// (its effect unknown); an idle slot's seq moves past it.
+    /// this node has applied. Writes in flight found applied complete
+    /// (their effect unknown); an idle slot's seq moves past it.
     pub fn reconcile(&mut self, now: Time, last: impl Fn(u32) -> Option<(u32, Zxid)>) -> usize {
         let mut completed = 0;
         for i in 0..self.slots.len() {
-            let Some((seq, zxid)) = last(self.base + i as u32) else {
+            let session = self.base + i as u32;
+            let Some((seq, zxid)) = last(session) else {
                 continue;
             };
+            while let Some(p) = self.slots[i]
+                .inflight
+                .front()
+                .map(|p| p.seq)
+                .filter(|&p| p <= seq)
+            {
+                let done = WriteDone {
+                    zxid: zxid.0,
+                    outcome: None,
+                };
+                completed += self.complete(session, p, done, now).map_or(0, |_| 1);
+            }
             let s = &mut self.slots[i];
-            match s.pending.as_ref().map(|p| p.seq) {
-                Some(p) if seq >= p => {
-                    let done = WriteDone {
-                        zxid: zxid.0,
-                        outcome: None,
-                    };
-                    completed += self.complete(self.base + i as u32, p, done, now).map_or(0, |_| 1);
-                }
-                Some(_) => {}
-                None => s.seq = s.seq.max(seq),
+            if s.inflight.is_empty() {
+                s.seq = s.seq.max(seq);
             }
         }
         completed
     }
 }
 
-fn start(s: &mut Slot, write: ClientWrite, now: Time) {
-    s.seq = s.seq.wrapping_add(1);
-    s.pending = Some(Pending {
-        seq: s.seq,
-        write,
-        submitted: false,
-        issued_at: now,
-    });
-}
-
-fn next(s: &mut Slot, now: Time) {
-    if let Some(w) = s.queue.pop_front() {
-        start(s, w, now);
+/// Numbers waiting writes into the slot's window.
+fn fill(s: &mut Slot, depth: usize, now: Time) {
+    while s.inflight.len() < depth {
+        let Some(write) = s.queue.pop_front() else { break };
+        s.seq = s.seq.wrapping_add(1);
+        s.inflight.push_back(Pending {
+            seq: s.seq,
+            write,
+            submitted: false,
+            issued_at: now,
+        });
     }
 }
 
@@ -203,7 +219,7 @@ mod tests {
     #[test]
     fn one_write_in_flight_per_slot_in_order() {
         let log = Log::default();
-        let mut c = ClientSlots::new(10, 2);
+        let mut c = ClientSlots::new(10, 2, 1);
         c.take(write(0, &log), Time(0));
         c.take(write(0, &log), Time(0));
         let mut seen = Vec::new();
@@ -233,9 +249,48 @@ mod tests {
     }
 
     #[test]
+    fn writes_pipeline_up_to_the_depth_and_complete_in_order() {
+        let log = Log::default();
+        let mut c = ClientSlots::new(0, 1, 3);
+        for _ in 0..5 {
+            c.take(write(0, &log), Time(0));
+        }
+        let mut seqs = Vec::new();
+        c.submit(Time(0), |e| {
+            seqs.push(e.seq);
+            Submitted::Accepted
+        });
+        assert_eq!(seqs, [1, 2, 3], "three in flight, two wait");
+        assert_eq!(
+            c.complete(0, 2, done(9), Time(1)),
+            None,
+            "only the oldest completes"
+        );
+        assert!(c.complete(0, 1, done(8), Time(1)).is_some());
+        assert!(c.complete(0, 2, done(9), Time(1)).is_some());
+        // A full lane takes one, then the other next turn, in order.
+        let mut n = 0;
+        c.submit(Time(2), |e| {
+            n += 1;
+            seqs.push(e.seq);
+            if n == 1 {
+                Submitted::Accepted
+            } else {
+                Submitted::Retry
+            }
+        });
+        c.submit(Time(3), |e| {
+            seqs.push(e.seq);
+            Submitted::Accepted
+        });
+        assert_eq!(seqs, [1, 2, 3, 4, 5, 5]);
+        assert_eq!(log.lock().expect("log").len(), 2);
+    }
+
+    #[test]
     fn a_paused_write_is_resubmitted_or_found_applied() {
         let log = Log::default();
-        let mut c = ClientSlots::new(0, 2);
+        let mut c = ClientSlots::new(0, 2, 4);
         c.take(write(0, &log), Time(0));
         c.take(write(1, &log), Time(0));
         assert_eq!(c.submit(Time(0), |_| Submitted::Accepted), 2);
@@ -261,7 +316,7 @@ mod tests {
     #[test]
     fn refused_and_unknown_slots_fail_alone() {
         let log = Log::default();
-        let mut c = ClientSlots::new(0, 1);
+        let mut c = ClientSlots::new(0, 1, 1);
         c.take(write(5, &log), Time(0));
         c.take(write(0, &log), Time(0));
         c.take(write(0, &log), Time(0));
@@ -276,13 +331,14 @@ mod tests {
             seqs.push(e.seq);
             Submitted::Accepted
         });
-        assert_eq!(seqs, [2]);
+        // It reuses the seq the leader never took.
+        assert_eq!(seqs, [1]);
     }
 
     #[test]
     fn idle_slots_continue_past_applied_seqs() {
         let log = Log::default();
-        let mut c = ClientSlots::new(3, 1);
+        let mut c = ClientSlots::new(3, 1, 4);
         c.reconcile(Time(0), |_| Some((41, Zxid(1))));
         c.take(write(0, &log), Time(0));
         let mut seqs = Vec::new();

@@ -193,6 +193,9 @@ pub struct ClientsConfig {
     pub max_inflight: usize,
     /// A shared secret clients must present (none: anyone may connect).
     pub token: Option<String>,
+    /// Writes one session may have in flight in the protocol (they still
+    /// apply in the order issued).
+    pub write_depth: usize,
     /// Threads serving connections at each node.
     pub threads: usize,
 }
@@ -206,6 +209,7 @@ impl Default for ClientsConfig {
             capacity: 100_000,
             max_inflight: 1024,
             token: None,
+            write_depth: 16,
             threads: 1,
         }
     }
@@ -255,6 +259,12 @@ impl ClientsConfig {
             return Err(bad(
                 "client.max-inflight",
                 format!("{} is not in 1..=65536", self.max_inflight),
+            ));
+        }
+        if self.write_depth == 0 || self.write_depth > 1024 {
+            return Err(bad(
+                "client.write-depth",
+                format!("{} is not in 1..=1024", self.write_depth),
             ));
         }
         if self.threads == 0 || self.threads > 64 {
@@ -342,6 +352,13 @@ impl RunConfig {
         self.workload.sessions + self.clients.slots
     }
 
+    /// Writes a follower lane may hold pending: one per workload session,
+    /// `write_depth` per client slot.
+    pub fn pending_writes(&self) -> usize {
+        let c = &self.clients;
+        (self.workload.sessions as usize + c.slots as usize * c.write_depth).max(1)
+    }
+
     /// Longest value the store and the lanes carry.
     pub fn value_max(&self) -> usize {
         let c = &self.clients;
@@ -379,7 +396,7 @@ impl RunConfig {
         c.log_capacity = p.log_capacity;
         c.window = p.window;
         c.max_sessions = self.lane_sessions().max(1);
-        c.max_pending_writes = self.lane_sessions().max(1) as usize;
+        c.max_pending_writes = self.pending_writes();
         c.retransmit_timeout = Span::from_micros(p.retransmit_timeout_us);
         c.min_retransmit_timeout = Span::from_micros(p.min_retransmit_timeout_us);
         c

@@ -101,8 +101,10 @@ pub struct LaneSetup<T> {
     pub transport: T,
     pub trace: Trace,
     pub sessions: u32,
-    /// External client sessions (numbered after `sessions`).
+    /// External client sessions (numbered after `sessions`), and the
+    /// writes each may have in flight.
     pub client_slots: u32,
+    pub client_depth: usize,
     pub issue_batch: usize,
     pub value_size: usize,
     pub verify: bool,
@@ -182,7 +184,7 @@ impl<T: Transport> LaneWorker<T> {
             send: SendBatch::new(BATCH, mtu),
             recv: RecvBatch::new(BATCH, mtu),
             sessions: (0..s.sessions).map(|_| Session::new(s.verify)).collect(),
-            clients: ClientSlots::new(s.sessions, s.client_slots),
+            clients: ClientSlots::new(s.sessions, s.client_slots, s.client_depth),
             cursor: 0,
             trace: s.trace,
             issue_batch: n,

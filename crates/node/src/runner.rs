@@ -226,6 +226,7 @@ impl Local {
                     trace,
                     sessions: cfg.workload.sessions,
                     client_slots: cfg.clients.slots,
+                    client_depth: cfg.clients.write_depth,
                     issue_batch: cfg.workload.issue_batch,
                     value_size: cfg.workload.value_size,
                     verify: cfg.workload.verify,

@@ -7,6 +7,7 @@ use crate::gateway::{Gateway, GatewayCounts};
 use crate::report::NodeOutcome;
 use crate::runner::{Local, RunError};
 use rzab_transport::inproc::{Fabric, FabricConfig};
+use rzab_transport::lossy::Lossy;
 use std::net::SocketAddr;
 
 /// The run config of a pure server: no workload sessions, one workload
@@ -32,8 +33,9 @@ pub struct InprocCluster {
 }
 
 impl InprocCluster {
-    /// Starts `cfg.nodes` nodes over the in-process transport, with a
-    /// gateway per node on `127.0.0.1` (ports chosen by the system).
+    /// Starts `cfg.nodes` nodes over the in-process transport (losing
+    /// `cfg.loss` of the lanes' datagrams), with a gateway per node on
+    /// `127.0.0.1` (ports chosen by the system).
     pub fn start(cfg: &RunConfig) -> Result<InprocCluster, RunError> {
         let cfg = server_config(cfg.clone());
         cfg.validate()?;
@@ -49,7 +51,11 @@ impl InprocCluster {
             &cfg,
             &ids,
             None,
-            |n, l| Ok(fabric.endpoint(n, l as usize)),
+            |n, l| {
+                // `loss` drops lane datagrams on purpose (tests of repair).
+                let seed = crate::workload::lane_seed(cfg.workload.seed ^ 0xc11e, n, l);
+                Ok(Lossy::new(fabric.endpoint(n, l as usize), cfg.loss, seed))
+            },
             |n| Ok(fabric.endpoint(n, lanes)),
         )?;
         let gateways = local

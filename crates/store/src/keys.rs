@@ -92,22 +92,21 @@ impl Store {
     /// Copies `key`'s value into `out` (cleared first) and returns the meta of
     /// its item (`len` is the value's length); `None` if absent.
     pub fn get_keyed(&self, key: &[u8], out: &mut Vec<u8>) -> Option<ItemMeta> {
-        let mut buf = vec![0u8; self.value_size];
-        match self.find_keyed(key, &mut buf) {
-            Found::Key { meta, .. } => {
-                let v = view(&buf[..meta.len])?;
-                if v.flags & DELETED != 0 {
-                    return None;
-                }
-                out.clear();
-                out.extend_from_slice(v.value);
-                Some(ItemMeta {
-                    zxid: meta.zxid,
-                    len: v.value.len(),
-                })
-            }
+        // `out` doubles as the item buffer: no allocation per read.
+        out.resize(self.value_size, 0);
+        let found = match self.find_keyed(key, out) {
+            Found::Key { meta, .. } => view(&out[..meta.len])
+                .filter(|v| v.flags & DELETED == 0)
+                .map(|v| (KEY_OVERHEAD + v.key.len(), v.value.len(), meta.zxid)),
             Found::Absent { .. } => None,
-        }
+        };
+        let Some((start, len, zxid)) = found else {
+            out.clear();
+            return None;
+        };
+        out.copy_within(start..start + len, 0);
+        out.truncate(len);
+        Some(ItemMeta { zxid, len })
     }
 
     /// Walks `key`'s probe slots; `buf` ends holding the found item.

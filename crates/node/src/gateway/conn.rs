@@ -1,7 +1,9 @@
-//! One client connection: the handshake, then a reader task that decodes
-//! requests into a bounded queue (back-pressure: when it is full the
-//! reader stops reading the socket) and this task, which executes them in
-//! order and writes the replies.
+//! One client connection, one task: the handshake, then a loop that reads
+//! requests, hands writes to the connection's lane at once (they pipeline
+//! in the protocol, applied in order), and answers everything in order: a
+//! read is served once every write before it on the connection is applied
+//! here (read-your-writes). At most `max_inflight` requests wait; past that
+//! the task stops reading the socket (back-pressure through TCP).
 
 use super::Ctx;
 use crate::client_slots::{ClientWrite, WriteDone};
@@ -9,31 +11,40 @@ use crate::node::keyed_payload;
 use rzab_client::protocol::{ErrorCode, LEN_PREFIX, Reply, Request, VERSION, WriteOutcome, next_frame};
 use rzab_store::{KeyedOutcome, slot_key};
 use rzab_wire::Op;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{mpsc, oneshot};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::oneshot;
 
 /// Longest a handshake may take.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a request waits for the replica to serve (an election, a
 /// catch-up) before it is answered NotServing.
 const SERVE_WAIT: Duration = Duration::from_secs(10);
+/// Bytes read from the socket at a time.
+const CHUNK: usize = 64 << 10;
 
-/// A decoded request that owns its bytes.
-enum Req {
-    Get(Vec<u8>),
-    SyncGet(Vec<u8>),
-    Put(Vec<u8>, Vec<u8>),
-    Delete(Vec<u8>),
-    /// The stream is unusable: answer this and close.
-    Fail(ErrorCode, String),
+type WriteRx = oneshot::Receiver<Result<WriteDone, String>>;
+
+/// A request waiting for its turn to be answered.
+enum Entry {
+    /// A read (a Get, or the read of a SyncGet after its Sync).
+    Read(Vec<u8>),
+    /// A write handed to the lane; `reply` is false for a SyncGet's Sync.
+    Write {
+        rx: WriteRx,
+        reply: bool,
+        done: Option<Result<WriteDone, Refusal>>,
+    },
+    /// An error answer; `close` ends the connection after it.
+    Fail(Refusal, bool),
 }
 
-/// An error reply for one request; `close` ends the connection after it.
+/// An error reply.
 struct Refusal {
     code: ErrorCode,
     message: String,
@@ -46,6 +57,17 @@ fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
     }
 }
 
+/// A connection after its handshake.
+struct Conn {
+    ctx: Arc<Ctx>,
+    lane: u8,
+    slot: u32,
+    /// The newest zxid this session has seen.
+    seen: u64,
+    queue: VecDeque<Entry>,
+    value: Vec<u8>,
+}
+
 pub(crate) async fn serve(stream: TcpStream, ctx: Arc<Ctx>) {
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
@@ -55,7 +77,7 @@ pub(crate) async fn serve(stream: TcpStream, ctx: Arc<Ctx>) {
         Ok(r) => r,
         Err(_) => Err(refuse(ErrorCode::Malformed, "no Hello within 10 s")),
     };
-    let (session, mut seen) = match admitted {
+    let (session, seen) = match admitted {
         Ok(s) => s,
         Err(r) => {
             ctx.stats.refused.fetch_add(1, Ordering::Relaxed);
@@ -86,32 +108,276 @@ pub(crate) async fn serve(stream: TcpStream, ctx: Arc<Ctx>) {
         return;
     }
     out.clear();
-    let (tx, mut rx) = mpsc::channel(ctx.cfg.max_inflight);
-    let reader = tokio::spawn(read_requests(rd, buf, tx, ctx.cfg.max_request()));
-    let mut batch = Vec::new();
-    let mut value = Vec::new();
-    'conn: while rx.recv_many(&mut batch, 256).await > 0 {
-        for req in batch.drain(..) {
-            let close = matches!(req, Req::Fail(..));
-            let result = execute(&ctx, slot.pair, req, &mut seen, &mut value, &mut out, &mut wr).await;
-            if let Err(r) = result {
-                ctx.stats.errors.fetch_add(1, Ordering::Relaxed);
-                if close {
-                    ctx.stats.malformed.fetch_add(1, Ordering::Relaxed);
-                }
-                error_reply(&mut out, &r);
+    let (lane, slot_no) = slot.pair;
+    let mut c = Conn {
+        ctx: ctx.clone(),
+        lane,
+        slot: slot_no,
+        seen,
+        queue: VecDeque::new(),
+        value: Vec::new(),
+    };
+    let max = ctx.cfg.max_request();
+    let mut chunk = vec![0u8; CHUNK];
+    let mut eof = false;
+    loop {
+        let close = c.answer(&mut out).await;
+        if !out.is_empty() {
+            if wr.write_all(&out).await.is_err() {
+                return;
             }
-            if close {
-                let _ = wr.write_all(&out).await;
-                break 'conn;
-            }
+            out.clear();
         }
-        if wr.write_all(&out).await.is_err() {
-            break;
+        if close || (eof && c.queue.is_empty()) {
+            return;
         }
-        out.clear();
+        // Take the requests already buffered, as room allows, and answer
+        // what can be answered before waiting for anything.
+        let (added, stop) = c.take_frames(&mut buf, max);
+        eof |= stop;
+        if added > 0 {
+            continue;
+        }
+        let room = c.queue.len() < ctx.cfg.max_inflight;
+        match c.wait(&mut rd, &mut chunk, room && !eof).await {
+            Some(0) => eof = true,
+            Some(n) => buf.extend_from_slice(&chunk[..n]),
+            None => {}
+        }
     }
-    reader.abort();
+}
+
+impl Conn {
+    /// Answers from the head of the queue while answers are ready;
+    /// returns whether the connection must close.
+    async fn answer(&mut self, out: &mut Vec<u8>) -> bool {
+        while let Some(front) = self.queue.front_mut() {
+            match front {
+                Entry::Write { rx, done, .. } if done.is_none() => match rx.try_recv() {
+                    Ok(r) => *done = Some(r.map_err(|why| refuse(ErrorCode::Internal, why))),
+                    Err(oneshot::error::TryRecvError::Empty) => return false,
+                    Err(oneshot::error::TryRecvError::Closed) => {
+                        *done = Some(Err(refuse(
+                            ErrorCode::NotServing,
+                            "the node stopped before the write applied",
+                        )));
+                    }
+                },
+                _ => {}
+            }
+            let Some(entry) = self.queue.pop_front() else {
+                break;
+            };
+            let result = match entry {
+                Entry::Read(key) => self.read(&key, out).await,
+                Entry::Write { done, reply, .. } => match done {
+                    Some(Ok(d)) if reply => written(d, &mut self.seen, out),
+                    Some(Ok(d)) => {
+                        self.seen = self.seen.max(d.zxid);
+                        Ok(())
+                    }
+                    Some(Err(r)) => Err(r),
+                    None => Ok(()),
+                },
+                Entry::Fail(r, close) => {
+                    if close {
+                        self.ctx.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    self.ctx.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    error_reply(out, &r);
+                    if close {
+                        self.queue.clear();
+                        return true;
+                    }
+                    continue;
+                }
+            };
+            if let Err(r) = result {
+                self.ctx.stats.errors.fetch_add(1, Ordering::Relaxed);
+                error_reply(out, &r);
+            }
+        }
+        false
+    }
+
+    /// Waits for the head write to apply or (if `read`) for bytes from the
+    /// socket; returns what was read.
+    async fn wait(&mut self, rd: &mut OwnedReadHalf, chunk: &mut [u8], read: bool) -> Option<usize> {
+        let head = match self.queue.front_mut() {
+            Some(Entry::Write { rx, done: None, .. }) => Some(rx),
+            _ => None,
+        };
+        let applied = async move {
+            match head {
+                Some(rx) => rx.await.ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            // Awaiting took the result: keep it in the entry.
+            r = applied => {
+                if let Some(Entry::Write { done, .. }) = self.queue.front_mut() {
+                    *done = Some(match r {
+                        Some(Ok(d)) => Ok(d),
+                        Some(Err(why)) => Err(refuse(ErrorCode::Internal, why)),
+                        None => Err(refuse(ErrorCode::NotServing, "the node stopped before the write applied")),
+                    });
+                }
+                None
+            }
+            n = rd.read(chunk), if read => Some(n.unwrap_or(0)),
+        }
+    }
+
+    /// Moves whole frames from `buf` into the queue while there is room;
+    /// returns how many, and whether the stream is unusable (no more
+    /// reading).
+    fn take_frames(&mut self, buf: &mut Vec<u8>, max: usize) -> (usize, bool) {
+        let (mut used, mut added) = (0, 0);
+        let mut stop = false;
+        while self.queue.len() < self.ctx.cfg.max_inflight {
+            match next_frame(&buf[used..], max) {
+                Ok(Some((body, n))) => {
+                    stop = self.request(body);
+                    used += n;
+                    added += 1;
+                    if stop {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.queue
+                        .push_back(Entry::Fail(refuse(ErrorCode::TooLarge, e.to_string()), true));
+                    stop = true;
+                    added += 1;
+                    break;
+                }
+            }
+        }
+        buf.drain(..used);
+        (added, stop)
+    }
+
+    /// Queues one request (a write goes to the lane now); true if the
+    /// stream is unusable after it.
+    fn request(&mut self, body: &[u8]) -> bool {
+        let s = &self.ctx.stats;
+        let req = match Request::decode(body) {
+            Ok((Request::Hello { .. }, _)) => Err("a second Hello".to_string()),
+            Ok((r, _)) => Ok(r),
+            Err(e) => Err(e.to_string()),
+        };
+        let req = match req {
+            Ok(r) => r,
+            Err(why) => {
+                self.queue
+                    .push_back(Entry::Fail(refuse(ErrorCode::Malformed, why), true));
+                return true;
+            }
+        };
+        let entries = match req {
+            Request::Get { key } => {
+                s.gets.fetch_add(1, Ordering::Relaxed);
+                self.check_key(key).map(|()| vec![Entry::Read(key.to_vec())])
+            }
+            Request::SyncGet { key } => {
+                s.sync_gets.fetch_add(1, Ordering::Relaxed);
+                self.check_key(key)
+                    .and_then(|()| self.submit(Op::Sync, 0, Vec::new(), false))
+                    .map(|w| vec![w, Entry::Read(key.to_vec())])
+            }
+            Request::Put { key, value } => {
+                s.puts.fetch_add(1, Ordering::Relaxed);
+                self.check_key(key)
+                    .and_then(|()| self.check_value(value))
+                    .and_then(|()| {
+                        self.submit(Op::KeyedPut, slot_key(key, 0), keyed_payload(key, value), true)
+                    })
+                    .map(|w| vec![w])
+            }
+            Request::Delete { key } => {
+                s.deletes.fetch_add(1, Ordering::Relaxed);
+                self.check_key(key)
+                    .and_then(|()| {
+                        self.submit(Op::KeyedDelete, slot_key(key, 0), keyed_payload(key, &[]), true)
+                    })
+                    .map(|w| vec![w])
+            }
+            Request::Hello { .. } => Ok(Vec::new()),
+        };
+        match entries {
+            Ok(es) => self.queue.extend(es),
+            Err(r) => self.queue.push_back(Entry::Fail(r, false)),
+        }
+        false
+    }
+
+    fn check_key(&self, key: &[u8]) -> Result<(), Refusal> {
+        if key.is_empty() {
+            return Err(refuse(ErrorCode::EmptyKey, "keys are at least 1 byte"));
+        }
+        let max = self.ctx.cfg.max_key;
+        if key.len() > max {
+            return Err(refuse(
+                ErrorCode::KeyTooLong,
+                format!("key of {} bytes exceeds {max}", key.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_value(&self, v: &[u8]) -> Result<(), Refusal> {
+        let max = self.ctx.cfg.max_value;
+        if v.len() > max {
+            return Err(refuse(
+                ErrorCode::ValueTooLong,
+                format!("value of {} bytes exceeds {max}", v.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Hands a write to the connection's lane.
+    fn submit(&self, op: Op, key: u64, payload: Vec<u8>, reply: bool) -> Result<Entry, Refusal> {
+        let (tx, rx) = oneshot::channel();
+        let w = ClientWrite {
+            slot: self.slot,
+            op,
+            key,
+            payload,
+            done: Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        };
+        let node = &self.ctx.node;
+        if node.links[self.lane as usize].client_tx.send(w).is_err() {
+            return Err(refuse(ErrorCode::NotServing, "the node is stopping"));
+        }
+        node.wake_lane(self.lane as usize);
+        Ok(Entry::Write {
+            rx,
+            reply,
+            done: None,
+        })
+    }
+
+    /// Serves a read from the local store once the replica serves and has
+    /// applied everything the session saw.
+    async fn read(&mut self, key: &[u8], out: &mut Vec<u8>) -> Result<(), Refusal> {
+        let at = wait_serving(&self.ctx, self.seen).await?;
+        self.seen = at;
+        match self.ctx.node.store.get_keyed(key, &mut self.value) {
+            Some(meta) => Reply::Value {
+                zxid: at,
+                version: meta.zxid,
+                value: &self.value,
+            }
+            .encode(out),
+            None => Reply::NotFound { zxid: at }.encode(out),
+        }
+        Ok(())
+    }
 }
 
 fn error_reply(out: &mut Vec<u8>, r: &Refusal) {
@@ -191,148 +457,6 @@ async fn fill(rd: &mut OwnedReadHalf, buf: &mut Vec<u8>) -> usize {
     n
 }
 
-/// Decodes frames into the queue until the stream ends or breaks.
-async fn read_requests(mut rd: OwnedReadHalf, mut buf: Vec<u8>, tx: mpsc::Sender<Req>, max: usize) {
-    loop {
-        let mut used = 0;
-        loop {
-            let (req, n) = match next_frame(&buf[used..], max) {
-                Ok(Some((body, n))) => (decode(body), n),
-                Ok(None) => break,
-                Err(e) => (Req::Fail(ErrorCode::TooLarge, e.to_string()), 0),
-            };
-            used += n;
-            let fail = matches!(req, Req::Fail(..));
-            if tx.send(req).await.is_err() || fail {
-                return;
-            }
-        }
-        buf.drain(..used);
-        if fill(&mut rd, &mut buf).await == 0 {
-            return;
-        }
-    }
-}
-
-fn decode(body: &[u8]) -> Req {
-    match Request::decode(body) {
-        Ok((Request::Get { key }, _)) => Req::Get(key.to_vec()),
-        Ok((Request::SyncGet { key }, _)) => Req::SyncGet(key.to_vec()),
-        Ok((Request::Put { key, value }, _)) => Req::Put(key.to_vec(), value.to_vec()),
-        Ok((Request::Delete { key }, _)) => Req::Delete(key.to_vec()),
-        Ok((Request::Hello { .. }, _)) => Req::Fail(ErrorCode::Malformed, "a second Hello".into()),
-        Err(e) => Req::Fail(ErrorCode::Malformed, e.to_string()),
-    }
-}
-
-/// Executes one request, appending its reply to `out` (an error reply is
-/// the caller's).
-async fn execute(
-    ctx: &Ctx,
-    slot: (u8, u32),
-    req: Req,
-    seen: &mut u64,
-    value: &mut Vec<u8>,
-    out: &mut Vec<u8>,
-    wr: &mut OwnedWriteHalf,
-) -> Result<(), Refusal> {
-    let s = &ctx.stats;
-    match req {
-        Req::Get(key) => {
-            s.gets.fetch_add(1, Ordering::Relaxed);
-            check_key(ctx, &key)?;
-            read(ctx, &key, seen, value, out).await
-        }
-        Req::SyncGet(key) => {
-            s.sync_gets.fetch_add(1, Ordering::Relaxed);
-            check_key(ctx, &key)?;
-            flush(wr, out).await;
-            let done = write(ctx, slot, Op::Sync, 0, Vec::new()).await?;
-            *seen = (*seen).max(done.zxid);
-            read(ctx, &key, seen, value, out).await
-        }
-        Req::Put(key, v) => {
-            s.puts.fetch_add(1, Ordering::Relaxed);
-            check_key(ctx, &key)?;
-            if v.len() > ctx.cfg.max_value {
-                return Err(refuse(
-                    ErrorCode::ValueTooLong,
-                    format!("value of {} bytes exceeds {}", v.len(), ctx.cfg.max_value),
-                ));
-            }
-            flush(wr, out).await;
-            let done = write(
-                ctx,
-                slot,
-                Op::KeyedPut,
-                slot_key(&key, 0),
-                keyed_payload(&key, &v),
-            )
-            .await?;
-            written(done, seen, out)
-        }
-        Req::Delete(key) => {
-            s.deletes.fetch_add(1, Ordering::Relaxed);
-            check_key(ctx, &key)?;
-            flush(wr, out).await;
-            let done = write(
-                ctx,
-                slot,
-                Op::KeyedDelete,
-                slot_key(&key, 0),
-                keyed_payload(&key, &[]),
-            )
-            .await?;
-            written(done, seen, out)
-        }
-        Req::Fail(code, message) => Err(Refusal { code, message }),
-    }
-}
-
-fn check_key(ctx: &Ctx, key: &[u8]) -> Result<(), Refusal> {
-    if key.is_empty() {
-        return Err(refuse(ErrorCode::EmptyKey, "keys are at least 1 byte"));
-    }
-    if key.len() > ctx.cfg.max_key {
-        return Err(refuse(
-            ErrorCode::KeyTooLong,
-            format!("key of {} bytes exceeds {}", key.len(), ctx.cfg.max_key),
-        ));
-    }
-    Ok(())
-}
-
-/// Sends the replies so far before a write makes the rest wait.
-async fn flush(wr: &mut OwnedWriteHalf, out: &mut Vec<u8>) {
-    if !out.is_empty() {
-        let _ = wr.write_all(out).await;
-        out.clear();
-    }
-}
-
-/// Serves a read from the local store once the replica serves and has
-/// applied everything the session saw.
-async fn read(
-    ctx: &Ctx,
-    key: &[u8],
-    seen: &mut u64,
-    value: &mut Vec<u8>,
-    out: &mut Vec<u8>,
-) -> Result<(), Refusal> {
-    let at = wait_serving(ctx, *seen).await?;
-    *seen = at;
-    match ctx.node.store.get_keyed(key, value) {
-        Some(meta) => Reply::Value {
-            zxid: at,
-            version: meta.zxid,
-            value,
-        }
-        .encode(out),
-        None => Reply::NotFound { zxid: at }.encode(out),
-    }
-    Ok(())
-}
-
 /// Waits until this node serves in an epoch and has applied `zxid`;
 /// returns its applied point.
 async fn wait_serving(ctx: &Ctx, zxid: u64) -> Result<u64, Refusal> {
@@ -353,39 +477,6 @@ async fn wait_serving(ctx: &Ctx, zxid: u64) -> Result<u64, Refusal> {
             ));
         }
         tokio::time::sleep(Duration::from_micros(200)).await;
-    }
-}
-
-/// Hands a write to the slot's lane and waits until it is applied here.
-async fn write(
-    ctx: &Ctx,
-    (lane, slot): (u8, u32),
-    op: Op,
-    key: u64,
-    payload: Vec<u8>,
-) -> Result<WriteDone, Refusal> {
-    let (tx, rx) = oneshot::channel();
-    let w = ClientWrite {
-        slot,
-        op,
-        key,
-        payload,
-        done: Box::new(move |r| {
-            let _ = tx.send(r);
-        }),
-    };
-    let link = &ctx.node.links[lane as usize];
-    if link.client_tx.send(w).is_err() {
-        return Err(refuse(ErrorCode::NotServing, "the node is stopping"));
-    }
-    ctx.node.wake_lane(lane as usize);
-    match rx.await {
-        Ok(Ok(done)) => Ok(done),
-        Ok(Err(why)) => Err(refuse(ErrorCode::Internal, why)),
-        Err(_) => Err(refuse(
-            ErrorCode::NotServing,
-            "the node stopped before the write applied",
-        )),
     }
 }
 
