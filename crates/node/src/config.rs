@@ -301,6 +301,12 @@ pub struct RunConfig {
     pub queue_depth: usize,
     /// Fraction of received datagrams each lane loses on purpose (fault injection).
     pub loss: f64,
+    /// Nice value for lane and control threads (0: unchanged). Below 0
+    /// (needs CAP_SYS_NICE, else ignored with a warning), the protocol's
+    /// threads win the CPU from client-serving threads when they wake:
+    /// `rzab serve` uses -10.
+    #[serde(default)]
+    pub lane_nice: i32,
     pub proto: ProtoConfig,
     pub workload: WorkloadConfig,
     #[serde(default)]
@@ -320,6 +326,7 @@ impl Default for RunConfig {
             poll: PollMode::Adaptive,
             queue_depth: 4096,
             loss: 0.0,
+            lane_nice: 0,
             proto: ProtoConfig::default(),
             workload: WorkloadConfig::default(),
             clients: ClientsConfig::default(),
@@ -442,6 +449,9 @@ impl RunConfig {
         }
         if !(0.0..1.0).contains(&self.loss) {
             return Err(bad("loss", format!("{} is not a fraction in 0..1", self.loss)));
+        }
+        if !(-20..=19).contains(&self.lane_nice) {
+            return Err(bad("lane-nice", format!("{} is not in -20..=19", self.lane_nice)));
         }
         if self.queue_depth == 0 {
             return Err(bad("queue-depth", "must be at least 1"));

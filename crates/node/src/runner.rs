@@ -100,6 +100,26 @@ fn role(cfg: &RunConfig, node: NodeId, lane: u8) -> Result<Role, RunError> {
     })
 }
 
+/// Sets the calling thread's nice value (Linux: per thread); a refusal
+/// (no CAP_SYS_NICE) leaves it as it was, with a warning.
+fn set_nice(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    // SAFETY: gettid and setpriority take no pointers; on Linux
+    // PRIO_PROCESS with a thread id applies to that thread alone.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
+    if rc != 0 {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            eprintln!(
+                "rzab: cannot set lane threads to nice {nice} ({}); running them at the default",
+                std::io::Error::last_os_error()
+            );
+        });
+    }
+}
+
 /// The lanes and control threads of this process's nodes, running.
 pub struct Local {
     pub nodes: Vec<Arc<NodeShared>>,
@@ -273,9 +293,11 @@ impl Local {
             .into_iter()
             .map(|s| {
                 let name = format!("n{}l{}", s.node.id, s.lane);
-                thread::Builder::new()
-                    .name(name)
-                    .spawn(move || LaneWorker::new(s).run())
+                let nice = cfg.lane_nice;
+                thread::Builder::new().name(name).spawn(move || {
+                    set_nice(nice);
+                    LaneWorker::new(s).run()
+                })
             })
             .collect::<Result<_, _>>()
             .map_err(|e| RunError::Setup(format!("cannot start lane threads: {e}")))?;
@@ -283,7 +305,11 @@ impl Local {
             .into_iter()
             .map(|c| {
                 let name = format!("n{}ctl", c.node.id);
-                thread::Builder::new().name(name).spawn(move || c.run())
+                let nice = cfg.lane_nice;
+                thread::Builder::new().name(name).spawn(move || {
+                    set_nice(nice);
+                    c.run()
+                })
             })
             .collect::<Result<_, _>>()
             .map_err(|e| RunError::Setup(format!("cannot start control threads: {e}")))?;
