@@ -215,6 +215,85 @@ fn a_session_continues_at_another_replica_without_going_back() {
     });
 }
 
+/// A client that sends and never reads: the server stops reading it once
+/// `max_inflight` requests wait (TCP pushes back), keeps serving others,
+/// and answers every request, in order, once the client reads.
+#[test]
+fn a_client_that_does_not_read_is_held_back_not_buffered() {
+    let c = cluster(None);
+    let addrs = c.addrs();
+    let mut s = TcpStream::connect(addrs[0]).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut bytes = Vec::new();
+    Request::Hello {
+        session: 0,
+        last_zxid: 0,
+        token: b"",
+    }
+    .encode(&mut bytes);
+    s.write_all(&bytes).expect("hello");
+    let mut frame = Vec::new();
+    Request::Get { key: &[b'n'; 32] }.encode(&mut frame);
+    let batch = frame.repeat(1000);
+    // Write until the socket pushes back (bounded: 4 M requests, far more
+    // than the kernel's buffers hold in requests and answers).
+    s.set_nonblocking(true).expect("nonblocking");
+    let (mut bytes_sent, mut blocked) = (0usize, false);
+    let start = std::time::Instant::now();
+    while bytes_sent < 4000 * batch.len() && start.elapsed() < Duration::from_secs(20) {
+        let at = bytes_sent % batch.len();
+        match s.write(&batch[at..]) {
+            Ok(n) => bytes_sent += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                // Pushed back; make sure it stays so.
+                std::thread::sleep(Duration::from_millis(200));
+                match s.write(&batch[at..]) {
+                    Ok(n) => bytes_sent += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        blocked = true;
+                        break;
+                    }
+                    Err(e) => panic!("write: {e}"),
+                }
+            }
+            Err(e) => panic!("write: {e}"),
+        }
+    }
+    assert!(
+        blocked,
+        "{bytes_sent} bytes of unread requests were all taken: no back-pressure"
+    );
+    let sent = (bytes_sent / frame.len()) as u64;
+    // Meanwhile another session is served at the same node.
+    rt().block_on(async {
+        let other = Client::connect(config(&addrs[0..1], None))
+            .await
+            .expect("connect");
+        other
+            .put(b"k", b"v")
+            .await
+            .expect("put while another connection stalls");
+    });
+    // Reading now drains every answer in order (the partial request frame
+    // at the end, if any, is never answered).
+    s.set_nonblocking(false).expect("blocking");
+    s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    let mut all = Vec::new();
+    let _ = s.read_to_end(&mut all);
+    let mut at = 0;
+    let mut answers = 0u64;
+    while let Ok(Some((body, n))) = next_frame(&all[at..], usize::MAX) {
+        match Reply::decode(body) {
+            Ok(Reply::Welcome { .. }) => {}
+            Ok(Reply::NotFound { .. }) => answers += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+        at += n;
+    }
+    assert_eq!(answers, sent, "every whole request answered");
+}
+
 #[test]
 fn bad_input_gets_an_error_and_changes_nothing() {
     let c = cluster(Some("s3cret"));
