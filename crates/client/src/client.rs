@@ -6,7 +6,7 @@
 //! next request reconnects to the next server, continuing the session: the
 //! new replica answers only once it has applied everything the session saw.
 
-use crate::protocol::{DecodeError, ErrorCode, Reply, Request, WriteOutcome, next_frame};
+use crate::protocol::{DecodeError, ErrorCode, ReadFrameError, Reply, Request, WriteOutcome, next_frame};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -291,30 +291,19 @@ async fn hello(cfg: &ClientConfig, s: &Session, addr: SocketAddr) -> Result<TcpS
     }
 }
 
-/// Reads one whole frame into `buf`; returns the body's range.
+/// Reads the handshake's answer frame into `buf`; returns the body's range.
 async fn read_frame(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
     max: usize,
 ) -> Result<std::ops::Range<usize>, Error> {
-    loop {
-        match next_frame(buf, max) {
-            Ok(Some((body, _))) => {
-                return Ok(crate::protocol::LEN_PREFIX..crate::protocol::LEN_PREFIX + body.len());
-            }
-            Ok(None) => {}
-            Err(e) => return Err(Error::Protocol(e.to_string())),
-        }
-        let mut chunk = [0u8; 4096];
-        let n = stream
-            .read(&mut chunk)
-            .await
-            .map_err(|e| Error::NoServer(e.to_string()))?;
-        if n == 0 {
-            return Err(Error::NoServer("closed during the handshake".into()));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
+    crate::protocol::read_frame(stream, buf, max)
+        .await
+        .map_err(|e| match e {
+            ReadFrameError::Closed => Error::NoServer("closed during the handshake".into()),
+            ReadFrameError::Io(e) => Error::NoServer(e.to_string()),
+            ReadFrameError::Frame(e) => Error::Protocol(e.to_string()),
+        })
 }
 
 /// Runs connections until every handle is dropped. After a break, the

@@ -410,6 +410,40 @@ pub fn next_frame(buf: &[u8], max: usize) -> Result<Option<(&[u8], usize)>, Deco
         .map(|body| (body, LEN_PREFIX + len)))
 }
 
+/// Why [`read_frame`] stopped.
+#[derive(Debug)]
+pub enum ReadFrameError {
+    /// The stream ended before a whole frame.
+    Closed,
+    Io(std::io::Error),
+    /// The length prefix is past the limit.
+    Frame(DecodeError),
+}
+
+/// Reads from `r` until `buf` holds a whole frame; returns its body's
+/// range in `buf` (a handshake's first frame: later frames are parsed from
+/// the buffer with [`next_frame`]).
+pub async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> Result<std::ops::Range<usize>, ReadFrameError> {
+    use tokio::io::AsyncReadExt;
+    let mut chunk = [0u8; 4096];
+    loop {
+        match next_frame(buf, max) {
+            Ok(Some((body, _))) => return Ok(LEN_PREFIX..LEN_PREFIX + body.len()),
+            Ok(None) => {}
+            Err(e) => return Err(ReadFrameError::Frame(e)),
+        }
+        match r.read(&mut chunk).await {
+            Ok(0) => return Err(ReadFrameError::Closed),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err(ReadFrameError::Io(e)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

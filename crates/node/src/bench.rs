@@ -8,16 +8,21 @@ use rzab_transport::inproc::{Fabric, FabricConfig};
 use rzab_transport::lossy::Lossy;
 use std::io::Write;
 
-/// Runs the whole cluster in this process and reports.
-pub fn run_inproc(cfg: &RunConfig, out: &mut dyn Write) -> Result<Report, RunError> {
-    cfg.validate()?;
-    let fabric = Fabric::new(FabricConfig {
+/// The in-process network of `cfg`'s nodes: their lanes, and one more
+/// lane each for the control plane.
+pub(crate) fn fabric(cfg: &RunConfig) -> std::sync::Arc<Fabric> {
+    Fabric::new(FabricConfig {
         members: cfg.members(),
-        // One more lane for the control plane.
         lanes: cfg.lanes as usize + 1,
         mtu: cfg.proto.mtu,
         queue_depth: cfg.queue_depth,
-    });
+    })
+}
+
+/// Runs the whole cluster in this process and reports.
+pub fn run_inproc(cfg: &RunConfig, out: &mut dyn Write) -> Result<Report, RunError> {
+    cfg.validate()?;
+    let fabric = fabric(cfg);
     let ids: Vec<u8> = (0..cfg.nodes).collect();
     let lanes = cfg.lanes as usize;
     let mut local = Local::start(

@@ -6,7 +6,6 @@ use crate::config::RunConfig;
 use crate::gateway::{Gateway, GatewayCounts};
 use crate::report::NodeOutcome;
 use crate::runner::{Local, RunError};
-use rzab_transport::inproc::{Fabric, FabricConfig};
 use rzab_transport::lossy::Lossy;
 use std::net::SocketAddr;
 
@@ -45,12 +44,7 @@ impl InprocCluster {
     pub fn start(cfg: &RunConfig) -> Result<InprocCluster, RunError> {
         let cfg = server_config(cfg.clone());
         cfg.validate()?;
-        let fabric = Fabric::new(FabricConfig {
-            members: cfg.members(),
-            lanes: cfg.lanes as usize + 1,
-            mtu: cfg.proto.mtu,
-            queue_depth: cfg.queue_depth,
-        });
+        let fabric = crate::bench::fabric(&cfg);
         let ids: Vec<u8> = (0..cfg.nodes).collect();
         let lanes = cfg.lanes as usize;
         let local = Local::start(

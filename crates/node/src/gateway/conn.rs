@@ -8,7 +8,7 @@
 use super::Ctx;
 use crate::client_slots::{ClientWrite, WriteDone};
 use crate::node::keyed_payload;
-use rzab_client::protocol::{ErrorCode, LEN_PREFIX, Reply, Request, VERSION, WriteOutcome, next_frame};
+use rzab_client::protocol::{ErrorCode, ReadFrameError, Reply, Request, VERSION, WriteOutcome, next_frame};
 use rzab_store::{KeyedOutcome, slot_key};
 use rzab_wire::Op;
 use std::collections::VecDeque;
@@ -430,31 +430,20 @@ fn new_session(ctx: &Ctx) -> u64 {
     (u64::from(ctx.node.id) << 56 | (salt ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> 8).max(1)
 }
 
-/// Reads until a whole frame is buffered; returns its body's range.
+/// Reads the Hello frame into `buf`; returns its body's range.
 async fn read_frame(
     rd: &mut OwnedReadHalf,
     buf: &mut Vec<u8>,
     max: usize,
 ) -> Result<std::ops::Range<usize>, Refusal> {
-    loop {
-        match next_frame(buf, max) {
-            Ok(Some((body, _))) => return Ok(LEN_PREFIX..LEN_PREFIX + body.len()),
-            Ok(None) => {}
-            Err(e) => return Err(refuse(ErrorCode::TooLarge, e.to_string())),
-        }
-        if fill(rd, buf).await == 0 {
-            return Err(refuse(ErrorCode::Malformed, "closed mid-frame"));
-        }
-    }
-}
-
-/// Reads what the socket has into `buf`; 0 at the end of the stream.
-async fn fill(rd: &mut OwnedReadHalf, buf: &mut Vec<u8>) -> usize {
-    let len = buf.len();
-    buf.resize(len + (64 << 10), 0);
-    let n = rd.read(&mut buf[len..]).await.unwrap_or(0);
-    buf.truncate(len + n);
-    n
+    rzab_client::protocol::read_frame(rd, buf, max)
+        .await
+        .map_err(|e| match e {
+            ReadFrameError::Frame(e) => refuse(ErrorCode::TooLarge, e.to_string()),
+            ReadFrameError::Closed | ReadFrameError::Io(_) => {
+                refuse(ErrorCode::Malformed, "closed mid-frame")
+            }
+        })
 }
 
 /// Waits until this node serves in an epoch and has applied `zxid`;
