@@ -10,6 +10,19 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --release -- -D warnings
 
+echo "== cargo clippy --features compare (ZooKeeper and etcd back-ends of loadgen)"
+# etcd-client's build needs protoc: install Debian's when missing (as
+# scripts/compare.sh does); without apt-get or root, say so and skip.
+if ! command -v protoc >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends protobuf-compiler >/dev/null
+fi
+if command -v protoc >/dev/null; then
+    cargo clippy -p rzab -p rzab-loadgen --all-targets --release --features rzab/compare,rzab-loadgen/compare -- -D warnings
+else
+    echo "   skipped: no protoc and no way to install it here"
+fi
+
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --release --no-fail-fast
