@@ -32,6 +32,7 @@ pub fn server_config(mut cfg: RunConfig) -> RunConfig {
 
 /// A whole cluster serving clients in this process.
 pub struct InprocCluster {
+    cfg: RunConfig,
     local: Option<Local>,
     /// By node id; `None` once stopped.
     gateways: Vec<Option<Gateway>>,
@@ -65,6 +66,7 @@ impl InprocCluster {
             .collect::<std::io::Result<Vec<_>>>()
             .map_err(|e| RunError::Setup(format!("client gateway: {e}")))?;
         Ok(InprocCluster {
+            cfg,
             local: Some(local),
             gateways,
         })
@@ -100,7 +102,9 @@ impl InprocCluster {
         Some(counts)
     }
 
-    /// Stops everything; returns each node's outcome (digests to compare).
+    /// Stops the gateways, lets every replica apply what was committed
+    /// (within the drain timeout), stops the nodes; returns each node's
+    /// outcome (digests to compare; a failed drain is in the errors).
     pub fn stop(mut self) -> Vec<NodeOutcome> {
         for g in self.gateways.drain(..).flatten() {
             g.stop();
@@ -110,7 +114,12 @@ impl InprocCluster {
         };
         let running = local.node_snapshots();
         let secs = local.elapsed();
-        local.finish(running, secs)
+        let drained = crate::runner::drain(&self.cfg, Some(&local.control), &local.monitor);
+        let mut outcomes = local.finish(running, secs);
+        if let (Err(why), Some(o)) = (drained, outcomes.first_mut()) {
+            o.errors.push(format!("drain: {why}"));
+        }
+        outcomes
     }
 }
 

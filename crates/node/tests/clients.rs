@@ -167,6 +167,11 @@ fn pipelined_writes_apply_in_issue_order_under_loss() {
     let outcomes = c.stop();
     let digests: Vec<u64> = outcomes.iter().map(|o| o.digest).collect();
     assert!(digests.windows(2).all(|w| w[0] == w[1]), "digests {digests:x?}");
+    assert!(
+        outcomes.iter().all(|o| o.errors.is_empty()),
+        "{:?}",
+        outcomes.iter().map(|o| &o.errors).collect::<Vec<_>>()
+    );
 }
 
 /// Polls every future once in order (so their requests go out in that
