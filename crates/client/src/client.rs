@@ -210,7 +210,8 @@ impl Client {
 
     async fn call(&self, req: Request<'_>) -> Result<Answer, Error> {
         let _permit = self.inflight.acquire().await.map_err(|_| Error::Closed)?;
-        let mut frame = Vec::new();
+        // Room for the frame's fixed fields, key and value: one allocation.
+        let mut frame = Vec::with_capacity(req.encoded_len_hint());
         req.encode(&mut frame);
         let (tx, rx) = oneshot::channel();
         self.calls
@@ -390,7 +391,7 @@ async fn serve(
 /// Writes a batch of calls in one write; their reply slots are queued
 /// first, so the reader finds them.
 async fn write_calls(wr: &mut OwnedWriteHalf, pending: &Pending, batch: &mut Vec<Call>) -> bool {
-    let mut bytes = Vec::new();
+    let mut bytes = Vec::with_capacity(batch.iter().map(|c| c.frame.len()).sum());
     if let Ok(mut p) = pending.lock() {
         for call in batch.drain(..) {
             bytes.extend_from_slice(&call.frame);

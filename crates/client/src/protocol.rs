@@ -272,6 +272,17 @@ impl<'a> Request<'a> {
         });
     }
 
+    /// About the bytes [`Request::encode`] appends (room to reserve).
+    pub fn encoded_len_hint(&self) -> usize {
+        let fixed = LEN_PREFIX + 1 + 2 + 4;
+        fixed
+            + match *self {
+                Request::Hello { token, .. } => 4 + 1 + 16 + token.len(),
+                Request::Get { key } | Request::SyncGet { key } | Request::Delete { key } => key.len(),
+                Request::Put { key, value } => key.len() + value.len(),
+            }
+    }
+
     /// Decodes a frame body. A Hello's version is returned as is: the
     /// server answers another version with an error it can still read.
     pub fn decode(body: &'a [u8]) -> Result<(Request<'a>, u8), DecodeError> {

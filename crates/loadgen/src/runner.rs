@@ -3,7 +3,7 @@
 
 use crate::args::LoadArgs;
 use crate::report::{Measurements, Report, WorkloadParams, new_histogram};
-use crate::workload::{Op, OpStream, key_name, loop_seed, value_bytes};
+use crate::workload::{Op, OpStream, key_name, loop_seed, value_bytes, write_key};
 use futures_util::StreamExt as _;
 use futures_util::stream;
 use hdrhistogram::Histogram;
@@ -330,6 +330,7 @@ async fn load_loop<B: KvBackend>(
         errors: 0,
         warmup_ops: 0,
     };
+    let mut key = Vec::with_capacity(16);
     while !shared.stopped() {
         let began = Instant::now();
         if began >= plan.until {
@@ -337,7 +338,7 @@ async fn load_loop<B: KvBackend>(
         }
         let op = ops.next_op();
         let (Op::Read(k) | Op::Write(k)) = op;
-        let key = key_name(k);
+        write_key(&mut key, k);
         let result = match op {
             Op::Read(_) => with_timeout(client.get(&key)).await,
             Op::Write(_) => with_timeout(client.put(&key, &value)).await,

@@ -58,7 +58,17 @@ impl fmt::Display for Distribution {
 
 /// The name of key `i`, the same for every back-end.
 pub fn key_name(i: u64) -> Vec<u8> {
-    format!("k{i:09}").into_bytes()
+    let mut k = Vec::with_capacity(16);
+    write_key(&mut k, i);
+    k
+}
+
+/// Writes `key_name(i)` into `out` (cleared first): no allocation per
+/// request in the load loops.
+pub fn write_key(out: &mut Vec<u8>, i: u64) {
+    use std::io::Write as _;
+    out.clear();
+    let _ = write!(out, "k{i:09}");
 }
 
 /// A value of `size` bytes; printable filler so it reads well in any CLI.
