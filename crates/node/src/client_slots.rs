@@ -10,6 +10,8 @@ use rzab_proto::{Submitted, Time, Zxid};
 use rzab_store::KeyedOutcome;
 use rzab_wire::{Op, WriteEntry};
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What the lane reports for a client write.
 pub type Done = Box<dyn FnOnce(Result<WriteDone, String>) + Send>;
@@ -32,6 +34,9 @@ pub struct ClientWrite {
     /// `[key length][key][value]` (empty for a sync).
     pub payload: Vec<u8>,
     pub done: Done,
+    /// False once the connection that sent it is gone: a write not yet
+    /// numbered is then dropped, not left for the slot's next connection.
+    pub alive: Arc<AtomicBool>,
 }
 
 struct Pending {
@@ -55,16 +60,22 @@ struct Slot {
 pub struct ClientSlots {
     base: u32,
     depth: usize,
+    /// Writes are numbered only once the slots know the seqs this node's
+    /// sessions used before (a node that rejoins learns them from its
+    /// snapshot: numbering from 0 would collide with applied writes).
+    ready: bool,
     slots: Vec<Slot>,
 }
 
 impl ClientSlots {
     /// `n` slots whose session numbers start at `base`, each with up to
-    /// `depth` writes in flight.
-    pub fn new(base: u32, n: u32, depth: usize) -> ClientSlots {
+    /// `depth` writes in flight; `ready` unless the node joins a running
+    /// cluster (then [`ClientSlots::reconcile`] makes them ready).
+    pub fn new(base: u32, n: u32, depth: usize, ready: bool) -> ClientSlots {
         ClientSlots {
             base,
             depth: depth.max(1),
+            ready,
             slots: (0..n).map(|_| Slot::default()).collect(),
         }
     }
@@ -73,14 +84,25 @@ impl ClientSlots {
         self.slots.is_empty()
     }
 
-    /// Takes a write; it waits if the slot has `depth` in flight.
+    /// Takes a write; it waits if the slot has `depth` in flight. Waiting
+    /// writes of connections that are gone are dropped.
     pub fn take(&mut self, w: ClientWrite, now: Time) {
         let Some(s) = self.slots.get_mut(w.slot as usize) else {
             (w.done)(Err(format!("no client slot {}", w.slot)));
             return;
         };
+        if s.queue.front().is_some_and(|q| !q.alive.load(Ordering::Relaxed)) {
+            let (live, gone): (VecDeque<_>, VecDeque<_>) =
+                s.queue.drain(..).partition(|q| q.alive.load(Ordering::Relaxed));
+            s.queue = live;
+            for q in gone {
+                (q.done)(Err("the connection closed".into()));
+            }
+        }
         s.queue.push_back(w);
-        fill(s, self.depth, now);
+        if self.ready {
+            fill(s, self.depth, now);
+        }
     }
 
     /// Offers the writes not yet accepted to `submit`, each slot's in
@@ -173,14 +195,23 @@ impl ClientSlots {
                 s.seq = s.seq.max(seq);
             }
         }
+        self.ready = true;
+        for s in &mut self.slots {
+            fill(s, self.depth, now);
+        }
         completed
     }
 }
 
-/// Numbers waiting writes into the slot's window.
+/// Numbers waiting writes into the slot's window (dropping those of
+/// connections that are gone).
 fn fill(s: &mut Slot, depth: usize, now: Time) {
     while s.inflight.len() < depth {
         let Some(write) = s.queue.pop_front() else { break };
+        if !write.alive.load(Ordering::Relaxed) {
+            (write.done)(Err("the connection closed".into()));
+            continue;
+        }
         s.seq = s.seq.wrapping_add(1);
         s.inflight.push_back(Pending {
             seq: s.seq,
@@ -206,6 +237,7 @@ mod tests {
             key: 1,
             payload: vec![1, b'k', b'v'],
             done: Box::new(move |r| log.lock().expect("log").push(r)),
+            alive: Arc::new(AtomicBool::new(true)),
         }
     }
 
@@ -219,7 +251,7 @@ mod tests {
     #[test]
     fn one_write_in_flight_per_slot_in_order() {
         let log = Log::default();
-        let mut c = ClientSlots::new(10, 2, 1);
+        let mut c = ClientSlots::new(10, 2, 1, true);
         c.take(write(0, &log), Time(0));
         c.take(write(0, &log), Time(0));
         let mut seen = Vec::new();
@@ -251,7 +283,7 @@ mod tests {
     #[test]
     fn writes_pipeline_up_to_the_depth_and_complete_in_order() {
         let log = Log::default();
-        let mut c = ClientSlots::new(0, 1, 3);
+        let mut c = ClientSlots::new(0, 1, 3, true);
         for _ in 0..5 {
             c.take(write(0, &log), Time(0));
         }
@@ -290,7 +322,7 @@ mod tests {
     #[test]
     fn a_paused_write_is_resubmitted_or_found_applied() {
         let log = Log::default();
-        let mut c = ClientSlots::new(0, 2, 4);
+        let mut c = ClientSlots::new(0, 2, 4, true);
         c.take(write(0, &log), Time(0));
         c.take(write(1, &log), Time(0));
         assert_eq!(c.submit(Time(0), |_| Submitted::Accepted), 2);
@@ -316,7 +348,7 @@ mod tests {
     #[test]
     fn refused_and_unknown_slots_fail_alone() {
         let log = Log::default();
-        let mut c = ClientSlots::new(0, 1, 1);
+        let mut c = ClientSlots::new(0, 1, 1, true);
         c.take(write(5, &log), Time(0));
         c.take(write(0, &log), Time(0));
         c.take(write(0, &log), Time(0));
@@ -336,9 +368,62 @@ mod tests {
     }
 
     #[test]
+    fn a_rejoining_node_numbers_nothing_before_it_knows_its_seqs() {
+        let log = Log::default();
+        let mut c = ClientSlots::new(0, 1, 4, false);
+        c.take(write(0, &log), Time(0));
+        let mut seqs = Vec::new();
+        c.submit(Time(0), |e| {
+            seqs.push(e.seq);
+            Submitted::Accepted
+        });
+        assert!(seqs.is_empty(), "numbered before the snapshot's seqs were known");
+        // Its previous life applied seq 41 of this session.
+        c.reconcile(Time(1), |_| Some((41, Zxid(9))));
+        c.submit(Time(1), |e| {
+            seqs.push(e.seq);
+            Submitted::Accepted
+        });
+        assert_eq!(seqs, [42]);
+        assert!(
+            log.lock().expect("log").is_empty(),
+            "nothing completed that was not applied"
+        );
+    }
+
+    #[test]
+    fn waiting_writes_of_a_closed_connection_are_dropped() {
+        let log = Log::default();
+        let mut c = ClientSlots::new(0, 1, 1, true);
+        let old = write(0, &log);
+        let gone = old.alive.clone();
+        c.take(old, Time(0));
+        let mut queued = write(0, &log);
+        queued.alive = gone.clone();
+        c.take(queued, Time(0));
+        gone.store(false, Ordering::Relaxed);
+        // The slot's next connection: its write does not wait behind the
+        // closed connection's (the one in flight still completes).
+        c.take(write(0, &log), Time(0));
+        assert!(c.complete(0, 1, done(5), Time(1)).is_some());
+        let mut seqs = Vec::new();
+        c.submit(Time(1), |e| {
+            seqs.push(e.seq);
+            Submitted::Accepted
+        });
+        assert_eq!(seqs, [2], "the new connection's write is next");
+        let l = log.lock().expect("log");
+        assert_eq!(
+            l.iter().filter(|r| r.is_err()).count(),
+            1,
+            "the dropped write failed"
+        );
+    }
+
+    #[test]
     fn idle_slots_continue_past_applied_seqs() {
         let log = Log::default();
-        let mut c = ClientSlots::new(3, 1, 4);
+        let mut c = ClientSlots::new(3, 1, 4, true);
         c.reconcile(Time(0), |_| Some((41, Zxid(1))));
         c.take(write(0, &log), Time(0));
         let mut seqs = Vec::new();

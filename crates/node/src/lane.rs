@@ -184,7 +184,7 @@ impl<T: Transport> LaneWorker<T> {
             send: SendBatch::new(BATCH, mtu),
             recv: RecvBatch::new(BATCH, mtu),
             sessions: (0..s.sessions).map(|_| Session::new(s.verify)).collect(),
-            clients: ClientSlots::new(s.sessions, s.client_slots, s.client_depth),
+            clients: ClientSlots::new(s.sessions, s.client_slots, s.client_depth, s.serving),
             cursor: 0,
             trace: s.trace,
             issue_batch: n,

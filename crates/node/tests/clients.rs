@@ -393,3 +393,23 @@ fn bad_input_gets_an_error_and_changes_nothing() {
     let digests: Vec<u64> = outcomes.iter().map(|o| o.digest).collect();
     assert!(digests.windows(2).all(|w| w[0] == w[1]), "digests {digests:x?}");
 }
+
+/// A Hello with a long token fits even when keys and values are tiny.
+#[test]
+fn small_limits_still_admit_a_long_token() {
+    let mut cfg = RunConfig::default();
+    cfg.clients.slots = 2;
+    cfg.clients.max_key = 8;
+    cfg.clients.max_value = 0;
+    let token = "t".repeat(1000);
+    cfg.clients.token = Some(token.clone());
+    let c = InprocCluster::start(&cfg).expect("cluster starts");
+    let addrs = c.addrs();
+    rt().block_on(async {
+        let cl = Client::connect(config(&addrs, Some(&token)))
+            .await
+            .expect("admitted");
+        cl.put(b"k", b"").await.expect("an empty value fits");
+        assert!(matches!(cl.put(b"k", b"x").await, Err(Error::Invalid(_))));
+    });
+}

@@ -13,7 +13,7 @@ use rzab_store::{KeyedOutcome, slot_key};
 use rzab_wire::Op;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -66,6 +66,15 @@ struct Conn {
     seen: u64,
     queue: VecDeque<Entry>,
     value: Vec<u8>,
+    /// Cleared when the connection ends: its writes still waiting at the
+    /// lane are dropped (the slot serves other connections next).
+    alive: Arc<AtomicBool>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.alive.store(false, Ordering::Relaxed);
+    }
 }
 
 pub(crate) async fn serve(stream: TcpStream, ctx: Arc<Ctx>) {
@@ -73,11 +82,7 @@ pub(crate) async fn serve(stream: TcpStream, ctx: Arc<Ctx>) {
     let (mut rd, mut wr) = stream.into_split();
     let mut buf = Vec::new();
     let mut out = Vec::new();
-    let admitted = match tokio::time::timeout(HELLO_TIMEOUT, handshake(&mut rd, &mut buf, &ctx)).await {
-        Ok(r) => r,
-        Err(_) => Err(refuse(ErrorCode::Malformed, "no Hello within 10 s")),
-    };
-    let (session, seen) = match admitted {
+    let (session, seen) = match handshake(&mut rd, &mut buf, &ctx).await {
         Ok(s) => s,
         Err(r) => {
             ctx.stats.refused.fetch_add(1, Ordering::Relaxed);
@@ -116,6 +121,7 @@ pub(crate) async fn serve(stream: TcpStream, ctx: Arc<Ctx>) {
         seen,
         queue: VecDeque::new(),
         value: Vec::new(),
+        alive: Arc::new(AtomicBool::new(true)),
     };
     let max = ctx.cfg.max_request();
     let mut chunk = vec![0u8; CHUNK];
@@ -176,7 +182,14 @@ impl Conn {
                         self.seen = self.seen.max(d.zxid);
                         Ok(())
                     }
-                    Some(Err(r)) => Err(r),
+                    Some(Err(r)) => {
+                        if !reply {
+                            // A SyncGet's Sync failed: its error is the
+                            // SyncGet's one answer; drop the read after it.
+                            self.queue.pop_front();
+                        }
+                        Err(r)
+                    }
                     None => Ok(()),
                 },
                 Entry::Fail(r, close) => {
@@ -349,6 +362,7 @@ impl Conn {
             done: Box::new(move |r| {
                 let _ = tx.send(r);
             }),
+            alive: self.alive.clone(),
         };
         let node = &self.ctx.node;
         if node.links[self.lane as usize].client_tx.send(w).is_err() {
@@ -391,7 +405,10 @@ fn error_reply(out: &mut Vec<u8>, r: &Refusal) {
 /// Reads and checks the Hello; waits until this replica has applied what
 /// the session saw. Returns (session id, applied point).
 async fn handshake(rd: &mut OwnedReadHalf, buf: &mut Vec<u8>, ctx: &Ctx) -> Result<(u64, u64), Refusal> {
-    let body = read_frame(rd, buf, ctx.cfg.max_request()).await?;
+    let body = match tokio::time::timeout(HELLO_TIMEOUT, read_frame(rd, buf, hello_max(ctx))).await {
+        Ok(r) => r?,
+        Err(_) => return Err(refuse(ErrorCode::Malformed, "no Hello within 10 s")),
+    };
     let (req, version) =
         Request::decode(&buf[body.clone()]).map_err(|e| refuse(ErrorCode::Malformed, e.to_string()))?;
     let Request::Hello {
@@ -417,6 +434,12 @@ async fn handshake(rd: &mut OwnedReadHalf, buf: &mut Vec<u8>, ctx: &Ctx) -> Resu
     buf.drain(..body.end);
     let seen = wait_serving(ctx, last_zxid).await?;
     Ok((session, seen))
+}
+
+/// The longest Hello: fixed fields and a token of up to 1 KiB (requests
+/// may be shorter than that under small key and value limits).
+fn hello_max(ctx: &Ctx) -> usize {
+    ctx.cfg.max_request().max(1 + 4 + 1 + 8 + 8 + 2 + 1024)
 }
 
 /// Compares without stopping at the first difference.
