@@ -30,6 +30,11 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Longest reply frame accepted.
     pub max_frame: usize,
+    /// With requests in flight, a connection silent this long is taken for
+    /// dead (a replica that vanished without closing it): the requests fail
+    /// with ConnectionLost and the next one reconnects. Servers answer
+    /// within about 10 s even when they cannot serve.
+    pub reply_timeout: Duration,
 }
 
 impl ClientConfig {
@@ -40,6 +45,7 @@ impl ClientConfig {
             max_inflight: 128,
             connect_timeout: Duration::from_secs(5),
             max_frame: 16 << 20,
+            reply_timeout: Duration::from_secs(15),
         }
     }
 }
@@ -352,7 +358,13 @@ async fn serve(
 ) -> bool {
     let (rd, mut wr) = conn.into_split();
     let pending: Pending = Arc::new(Mutex::new(VecDeque::new()));
-    let mut reader = tokio::spawn(read_replies(rd, pending.clone(), s.clone(), cfg.max_frame));
+    let mut reader = tokio::spawn(read_replies(
+        rd,
+        pending.clone(),
+        s.clone(),
+        cfg.max_frame,
+        cfg.reply_timeout,
+    ));
     let mut batch: Vec<Call> = first.into_iter().collect();
     let alive = loop {
         if batch.is_empty() {
@@ -402,10 +414,17 @@ async fn write_calls(wr: &mut OwnedWriteHalf, pending: &Pending, batch: &mut Vec
 }
 
 /// Matches replies to the oldest calls in flight until the connection ends.
-async fn read_replies(mut rd: OwnedReadHalf, pending: Pending, s: Arc<Session>, max: usize) {
+async fn read_replies(
+    mut rd: OwnedReadHalf,
+    pending: Pending,
+    s: Arc<Session>,
+    max: usize,
+    silence: Duration,
+) {
     let mut buf = Vec::with_capacity(64 << 10);
     let mut chunk = vec![0u8; 64 << 10];
     let mut start = 0;
+    let mut quiet = 0u32;
     loop {
         loop {
             let frame = match next_frame(&buf[start..], max) {
@@ -421,9 +440,21 @@ async fn read_replies(mut rd: OwnedReadHalf, pending: Pending, s: Arc<Session>, 
         }
         buf.drain(..start);
         start = 0;
-        match rd.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        // Checked in quarters of the timeout: a request sent while this
+        // read already waited still gets most of its time.
+        match tokio::time::timeout(silence / 4, rd.read(&mut chunk)).await {
+            Ok(Ok(0) | Err(_)) => return,
+            Ok(Ok(n)) => {
+                quiet = 0;
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            Err(_) => {
+                let waiting = pending.lock().map(|p| !p.is_empty()).unwrap_or(false);
+                quiet = if waiting { quiet + 1 } else { 0 };
+                if quiet >= 4 {
+                    return; // Silent with requests in flight: dead.
+                }
+            }
         }
     }
 }

@@ -258,7 +258,11 @@ proptest! {
             let i = at % bytes.len();
             bytes[i] ^= x;
         }
-        if let Ok(m) = decode(&bytes) {
+        // A flip can turn the kind into Control with a body that decodes
+        // as one (tests/control.rs covers those); walk the others.
+        if let Ok(m) = decode(&bytes)
+            && !matches!(m.body, Body::Control(_))
+        {
             let _ = to_owned(&m);
         }
     }
