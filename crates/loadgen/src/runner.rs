@@ -252,8 +252,37 @@ impl LoopStats {
 }
 
 struct LoopPlan {
+    start: Instant,
     measure_from: Instant,
     until: Instant,
+    /// Per loop: when its request in flight began (ns since `start`, plus
+    /// one), or 0. A watchdog reads them: one timer for the run instead of
+    /// one per request.
+    in_flight: Vec<AtomicU64>,
+}
+
+impl LoopPlan {
+    fn ns(&self, t: Instant) -> u64 {
+        u64::try_from((t - self.start).as_nanos()).unwrap_or(u64::MAX - 1) + 1
+    }
+}
+
+/// Ends when a request has waited `REQUEST_TIMEOUT` (checked 20 times per
+/// timeout), after recording the failure that stops the run.
+async fn watchdog(plan: &LoopPlan, shared: &Shared) {
+    let limit = u64::try_from(REQUEST_TIMEOUT.as_nanos()).unwrap_or(u64::MAX);
+    loop {
+        tokio::time::sleep(REQUEST_TIMEOUT / 20).await;
+        let now = plan.ns(Instant::now());
+        let hung = plan.in_flight.iter().any(|b| {
+            let began = b.load(Ordering::Relaxed);
+            began != 0 && now.saturating_sub(began) >= limit
+        });
+        if hung {
+            shared.failure(format!("no reply within {REQUEST_TIMEOUT:?}"), false);
+            return;
+        }
+    }
 }
 
 async fn measure<B: KvBackend>(args: &LoadArgs, clients: Vec<B>) -> Result<Measurements, String> {
@@ -262,7 +291,14 @@ async fn measure<B: KvBackend>(args: &LoadArgs, clients: Vec<B>) -> Result<Measu
     let start = Instant::now();
     let measure_from = start + args.warmup_time();
     let until = measure_from + args.duration_time();
-    let plan = Arc::new(LoopPlan { measure_from, until });
+    let plan = Arc::new(LoopPlan {
+        start,
+        measure_from,
+        until,
+        in_flight: (0..args.clients * args.inflight)
+            .map(|_| AtomicU64::new(0))
+            .collect(),
+    });
     let mut tasks = JoinSet::new();
     let hists: Vec<_> = (0..clients.len())
         .map(|_| {
@@ -281,10 +317,25 @@ async fn measure<B: KvBackend>(args: &LoadArgs, clients: Vec<B>) -> Result<Measu
                 loop_seed(args.seed, c, lane),
             )?;
             let (client, shared, value, plan) = (client.clone(), shared.clone(), value.clone(), plan.clone());
-            tasks.spawn(load_loop(client, shared, ops, value, plan, hists[c].clone()));
+            let index = c * args.inflight + lane;
+            tasks.spawn(load_loop(
+                client,
+                shared,
+                ops,
+                value,
+                plan,
+                hists[c].clone(),
+                index,
+            ));
         }
     }
-    let stats = join_all_tasks(&mut tasks).await?;
+    let stats = tokio::select! {
+        r = join_all_tasks(&mut tasks) => r?,
+        () = watchdog(&plan, &shared) => {
+            tasks.abort_all();
+            return Err(shared.error_summary());
+        }
+    };
     if shared.stopped() {
         return Err(shared.error_summary());
     }
@@ -323,6 +374,7 @@ async fn load_loop<B: KvBackend>(
     value: Arc<[u8]>,
     plan: Arc<LoopPlan>,
     hist: Arc<std::sync::Mutex<ClientHist>>,
+    index: usize,
 ) -> LoopStats {
     let mut st = LoopStats {
         hist,
@@ -339,10 +391,13 @@ async fn load_loop<B: KvBackend>(
         let op = ops.next_op();
         let (Op::Read(k) | Op::Write(k)) = op;
         write_key(&mut key, k);
+        let mark = &plan.in_flight[index];
+        mark.store(plan.ns(began), Ordering::Relaxed);
         let result = match op {
-            Op::Read(_) => with_timeout(client.get(&key)).await,
-            Op::Write(_) => with_timeout(client.put(&key, &value)).await,
+            Op::Read(_) => client.get(&key).await,
+            Op::Write(_) => client.put(&key, &value).await,
         };
+        mark.store(0, Ordering::Relaxed);
         let ended = Instant::now();
         let measured = began >= plan.measure_from && ended <= plan.until;
         match result {
@@ -635,7 +690,8 @@ mod tests {
         let (r, took) = run_fake(&args(&["--no-preload"]), &fake).await;
         let e = r.unwrap_err();
         assert!(e.contains("no reply within"), "{e}");
-        assert!(took <= REQUEST_TIMEOUT + Duration::from_millis(10), "{took:?}");
+        // The watchdog looks 20 times per timeout.
+        assert!(took <= REQUEST_TIMEOUT + REQUEST_TIMEOUT / 10, "{took:?}");
     }
 
     #[tokio::test(start_paused = true)]
