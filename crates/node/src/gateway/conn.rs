@@ -292,13 +292,13 @@ impl Conn {
         let entries = match req {
             Request::Get { key } => {
                 s.gets.fetch_add(1, Ordering::Relaxed);
-                self.check_key(key).map(|()| vec![Entry::Read(key.to_vec())])
+                self.check_key(key).map(|()| (Entry::Read(key.to_vec()), None))
             }
             Request::SyncGet { key } => {
                 s.sync_gets.fetch_add(1, Ordering::Relaxed);
                 self.check_key(key)
                     .and_then(|()| self.submit(Op::Sync, 0, Vec::new(), false))
-                    .map(|w| vec![w, Entry::Read(key.to_vec())])
+                    .map(|w| (w, Some(Entry::Read(key.to_vec()))))
             }
             Request::Put { key, value } => {
                 s.puts.fetch_add(1, Ordering::Relaxed);
@@ -307,7 +307,7 @@ impl Conn {
                     .and_then(|()| {
                         self.submit(Op::KeyedPut, slot_key(key, 0), keyed_payload(key, value), true)
                     })
-                    .map(|w| vec![w])
+                    .map(|w| (w, None))
             }
             Request::Delete { key } => {
                 s.deletes.fetch_add(1, Ordering::Relaxed);
@@ -315,12 +315,16 @@ impl Conn {
                     .and_then(|()| {
                         self.submit(Op::KeyedDelete, slot_key(key, 0), keyed_payload(key, &[]), true)
                     })
-                    .map(|w| vec![w])
+                    .map(|w| (w, None))
             }
-            Request::Hello { .. } => Ok(Vec::new()),
+            // Refused above; kept for a total match.
+            Request::Hello { .. } => Err(refuse(ErrorCode::Malformed, "a second Hello")),
         };
         match entries {
-            Ok(es) => self.queue.extend(es),
+            Ok((first, then)) => {
+                self.queue.push_back(first);
+                self.queue.extend(then);
+            }
             Err(r) => self.queue.push_back(Entry::Fail(r, false)),
         }
         false
@@ -473,6 +477,14 @@ async fn read_frame(
 /// returns its applied point.
 async fn wait_serving(ctx: &Ctx, zxid: u64) -> Result<u64, Refusal> {
     let n = &ctx.node;
+    let ready = || {
+        let applied = n.gate.applied().0;
+        (n.standing.serving.load(Ordering::Acquire) && applied >= zxid).then_some(applied)
+    };
+    // The usual case, without reading the clock.
+    if let Some(applied) = ready() {
+        return Ok(applied);
+    }
     let start = Instant::now();
     loop {
         let applied = n.gate.applied().0;
