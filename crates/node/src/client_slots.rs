@@ -42,7 +42,6 @@ pub struct ClientWrite {
 struct Pending {
     seq: u32,
     write: ClientWrite,
-    submitted: bool,
     issued_at: Time,
 }
 
@@ -50,8 +49,11 @@ struct Pending {
 struct Slot {
     /// The last seq this slot used (it outlives the connections it serves).
     seq: u32,
-    /// Writes numbered and handed to the protocol, oldest first.
+    /// Writes numbered, oldest first; the first `sent` of them are
+    /// accepted by the lane's role (writes are offered in order and the
+    /// first one not accepted stops the rest, so they are a prefix).
     inflight: VecDeque<Pending>,
+    sent: usize,
     /// Writes waiting for room in `inflight`.
     queue: VecDeque<ClientWrite>,
 }
@@ -65,6 +67,9 @@ pub struct ClientSlots {
     /// snapshot: numbering from 0 would collide with applied writes).
     ready: bool,
     slots: Vec<Slot>,
+    /// Numbered writes not yet accepted, over all slots: an idle lane's
+    /// turn skips the slots altogether.
+    unsent: usize,
 }
 
 impl ClientSlots {
@@ -77,6 +82,7 @@ impl ClientSlots {
             depth: depth.max(1),
             ready,
             slots: (0..n).map(|_| Slot::default()).collect(),
+            unsent: 0,
         }
     }
 
@@ -101,7 +107,7 @@ impl ClientSlots {
         }
         s.queue.push_back(w);
         if self.ready {
-            fill(s, self.depth, now);
+            self.unsent += fill(s, self.depth, now);
         }
     }
 
@@ -112,14 +118,12 @@ impl ClientSlots {
     pub fn submit(&mut self, now: Time, mut submit: impl FnMut(&WriteEntry<'_>) -> Submitted) -> usize {
         let mut accepted = 0;
         for (i, s) in self.slots.iter_mut().enumerate() {
-            let session = self.base + i as u32;
-            for k in 0..s.inflight.len() {
-                let p = &mut s.inflight[k];
-                if p.submitted {
-                    continue;
-                }
+            if self.unsent == 0 {
+                break;
+            }
+            while let Some(p) = s.inflight.get(s.sent) {
                 let entry = WriteEntry {
-                    session,
+                    session: self.base + i as u32,
                     seq: p.seq,
                     key: p.write.key,
                     op: p.write.op,
@@ -127,17 +131,18 @@ impl ClientSlots {
                 };
                 match submit(&entry) {
                     Submitted::Accepted => {
-                        p.submitted = true;
+                        s.sent += 1;
+                        self.unsent -= 1;
                         accepted += 1;
                     }
                     Submitted::Retry => return accepted,
                     Submitted::Refused(why) => {
-                        let seq = p.seq;
-                        for p in s.inflight.drain(k..) {
+                        s.seq = p.seq.wrapping_sub(1);
+                        self.unsent -= s.inflight.len() - s.sent;
+                        for p in s.inflight.drain(s.sent..) {
                             (p.write.done)(Err(format!("refused by the leader lane: {why}")));
                         }
-                        s.seq = seq.wrapping_sub(1);
-                        fill(s, self.depth, now);
+                        self.unsent += fill(s, self.depth, now);
                         break;
                     }
                 }
@@ -155,16 +160,23 @@ impl ClientSlots {
             return None;
         }
         let p = s.inflight.pop_front()?;
+        match s.sent {
+            // Found applied before it was offered again (after a pause).
+            0 => self.unsent -= 1,
+            _ => s.sent -= 1,
+        }
         (p.write.done)(Ok(done));
-        fill(s, self.depth, now);
+        self.unsent += fill(s, self.depth, now);
         Some(now.0.saturating_sub(p.issued_at.0).max(1))
     }
 
     /// The epoch ended: writes in flight are submitted again when serving
     /// resumes (the new leader refuses a second copy).
     pub fn unsubmit(&mut self) {
-        for p in self.slots.iter_mut().flat_map(|s| s.inflight.iter_mut()) {
-            p.submitted = false;
+        self.unsent = 0;
+        for s in &mut self.slots {
+            s.sent = 0;
+            self.unsent += s.inflight.len();
         }
     }
 
@@ -197,15 +209,29 @@ impl ClientSlots {
         }
         self.ready = true;
         for s in &mut self.slots {
-            fill(s, self.depth, now);
+            self.unsent += fill(s, self.depth, now);
         }
         completed
     }
 }
 
+#[cfg(test)]
+impl ClientSlots {
+    /// The count of unsent writes matches the slots.
+    fn consistent(&self) -> bool {
+        self.unsent
+            == self
+                .slots
+                .iter()
+                .map(|s| s.inflight.len() - s.sent)
+                .sum::<usize>()
+    }
+}
+
 /// Numbers waiting writes into the slot's window (dropping those of
-/// connections that are gone).
-fn fill(s: &mut Slot, depth: usize, now: Time) {
+/// connections that are gone); returns how many it numbered.
+fn fill(s: &mut Slot, depth: usize, now: Time) -> usize {
+    let before = s.inflight.len();
     while s.inflight.len() < depth {
         let Some(write) = s.queue.pop_front() else { break };
         if !write.alive.load(Ordering::Relaxed) {
@@ -216,10 +242,10 @@ fn fill(s: &mut Slot, depth: usize, now: Time) {
         s.inflight.push_back(Pending {
             seq: s.seq,
             write,
-            submitted: false,
             issued_at: now,
         });
     }
+    s.inflight.len() - before
 }
 
 #[cfg(test)]
@@ -317,6 +343,7 @@ mod tests {
         });
         assert_eq!(seqs, [1, 2, 3, 4, 5, 5]);
         assert_eq!(log.lock().expect("log").len(), 2);
+        assert!(c.consistent());
     }
 
     #[test]
@@ -343,6 +370,7 @@ mod tests {
             Submitted::Accepted
         });
         assert_eq!(again, [1]);
+        assert!(c.consistent());
     }
 
     #[test]
@@ -365,6 +393,7 @@ mod tests {
         });
         // It reuses the seq the leader never took.
         assert_eq!(seqs, [1]);
+        assert!(c.consistent());
     }
 
     #[test]
@@ -412,6 +441,7 @@ mod tests {
             Submitted::Accepted
         });
         assert_eq!(seqs, [2], "the new connection's write is next");
+        assert!(c.consistent());
         let l = log.lock().expect("log");
         assert_eq!(
             l.iter().filter(|r| r.is_err()).count(),

@@ -196,8 +196,8 @@ pub struct LaneLink {
     pub cmd_rx: crossbeam_channel::Receiver<LaneCmd>,
     pub reply_tx: crossbeam_channel::Sender<LaneReply>,
     pub reply_rx: crossbeam_channel::Receiver<LaneReply>,
-    /// Client writes from the gateway (at most one in flight per client
-    /// slot, so the queue is bounded by the slots).
+    /// Client writes from the gateway (bounded by the connections: each
+    /// has at most `client.max_inflight` requests waiting).
     pub client_tx: crossbeam_channel::Sender<crate::client_slots::ClientWrite>,
     pub client_rx: crossbeam_channel::Receiver<crate::client_slots::ClientWrite>,
 }

@@ -79,21 +79,24 @@ fn run(
     out: &mut dyn Write,
 ) -> Result<NodeOutcome, RunError> {
     if file.transport.kind == "rdma" {
-        // Each lane learns its peers' queue pairs before the handshake.
-        let open = |l: u8| {
-            let mut e = RdmaEndpoint::open(&file.rdma(id, l))?;
-            e.bootstrap(&mut |waiting| {
-                eprintln!("rzab node {id} lane {l}: waiting for the RDMA addresses of nodes {waiting:?}")
-            })
-            .map_err(|e| std::io::Error::new(e.kind(), format!("RDMA bootstrap, lane {l}: {e}")))?;
-            Ok(e)
-        };
+        let open = |l: u8| open_rdma(file, id, l);
         let info = |e: &RdmaEndpoint| serde_json::to_value(e.info()).ok();
         return run_with(file, id, supervised, out, open, info);
     }
     let open = |l: u8| UdpEndpoint::new(&file.udp(id, l));
     let info = |e: &UdpEndpoint| serde_json::to_value(e.info()).ok();
     run_with(file, id, supervised, out, open, info)
+}
+
+/// Lane `l`'s RDMA endpoint, which learns its peers' queue pairs (UDP
+/// bootstrap) before the handshake.
+fn open_rdma(file: &ClusterFile, id: NodeId, l: u8) -> std::io::Result<RdmaEndpoint> {
+    let mut e = RdmaEndpoint::open(&file.rdma(id, l))?;
+    e.bootstrap(&mut |waiting| {
+        eprintln!("rzab node {id} lane {l}: waiting for the RDMA addresses of nodes {waiting:?}")
+    })
+    .map_err(|e| std::io::Error::new(e.kind(), format!("RDMA bootstrap, lane {l}: {e}")))?;
+    Ok(e)
 }
 
 fn run_with<T: Transport + 'static>(
@@ -270,17 +273,11 @@ pub fn serve_node(
 ) -> Result<NodeOutcome, RunError> {
     let mut file = file.clone();
     if file.client.slots == 0 {
-        file.client.slots = crate::serve::server_config(file.run_config()).clients.slots;
+        file.client.slots = crate::serve::SERVE_SLOTS;
     }
     file.validate()?;
     if file.transport.kind == "rdma" {
-        let open = |l: u8| {
-            let mut e = RdmaEndpoint::open(&file.rdma(id, l))?;
-            e.bootstrap(&mut |waiting| {
-                eprintln!("rzab serve {id} lane {l}: waiting for the RDMA addresses of nodes {waiting:?}")
-            })?;
-            Ok(e)
-        };
+        let open = |l: u8| open_rdma(&file, id, l);
         return serve_with(&file, id, out, stop, open);
     }
     let open = |l: u8| UdpEndpoint::new(&file.udp(id, l));

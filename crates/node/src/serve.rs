@@ -9,6 +9,9 @@ use crate::runner::{Local, RunError};
 use rzab_transport::lossy::Lossy;
 use std::net::SocketAddr;
 
+/// Client slots per lane when the cluster file sets none.
+pub const SERVE_SLOTS: u32 = 256;
+
 /// The run config of a pure server: no workload sessions, one workload
 /// key (the store must hold one), client slots on.
 pub fn server_config(mut cfg: RunConfig) -> RunConfig {
@@ -17,7 +20,7 @@ pub fn server_config(mut cfg: RunConfig) -> RunConfig {
     cfg.workload.trace_len = 1;
     cfg.workload.write_ratio = 0.0;
     if cfg.clients.slots == 0 {
-        cfg.clients.slots = 256;
+        cfg.clients.slots = SERVE_SLOTS;
     }
     // Serving runs until stopped; the duration only paces status lines.
     cfg.duration_s = f64::MAX / 4.0;
@@ -106,9 +109,7 @@ impl InprocCluster {
     /// (within the drain timeout), stops the nodes; returns each node's
     /// outcome (digests to compare; a failed drain is in the errors).
     pub fn stop(mut self) -> Vec<NodeOutcome> {
-        for g in self.gateways.drain(..).flatten() {
-            g.stop();
-        }
+        self.gateways.clear();
         let Some(local) = self.local.take() else {
             return Vec::new();
         };
@@ -125,9 +126,8 @@ impl InprocCluster {
 
 impl Drop for InprocCluster {
     fn drop(&mut self) {
-        for g in self.gateways.drain(..).flatten() {
-            g.stop();
-        }
+        // Gateways stop when dropped; the nodes are stopped here.
+        self.gateways.clear();
         if let Some(local) = self.local.take() {
             let running = local.node_snapshots();
             let secs = local.elapsed();

@@ -4,6 +4,7 @@
 use rzab_client::protocol::{ErrorCode, Reply, Request, next_frame};
 use rzab_client::{Client, ClientConfig, Error};
 use rzab_node::RunConfig;
+use rzab_node::report::NodeOutcome;
 use rzab_node::serve::InprocCluster;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -25,6 +26,19 @@ fn cluster_losing(token: Option<&str>, loss: f64) -> InprocCluster {
     cfg.clients.max_inflight = 64;
     cfg.clients.token = token.map(str::to_string);
     InprocCluster::start(&cfg).expect("cluster starts")
+}
+
+fn assert_same_digests(outcomes: &[NodeOutcome]) {
+    let digests: Vec<u64> = outcomes.iter().map(|o| o.digest).collect();
+    assert!(digests.windows(2).all(|w| w[0] == w[1]), "digests {digests:x?}");
+}
+
+fn assert_no_errors(outcomes: &[NodeOutcome]) {
+    assert!(
+        outcomes.iter().all(|o| o.errors.is_empty()),
+        "{:?}",
+        outcomes.iter().map(|o| &o.errors).collect::<Vec<_>>()
+    );
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -74,13 +88,8 @@ fn writes_reads_and_deletes_replicate_to_every_node() {
         }
     });
     let outcomes = c.stop();
-    let digests: Vec<u64> = outcomes.iter().map(|o| o.digest).collect();
-    assert!(digests.windows(2).all(|w| w[0] == w[1]), "digests {digests:x?}");
-    assert!(
-        outcomes.iter().all(|o| o.errors.is_empty()),
-        "{:?}",
-        outcomes.iter().map(|o| &o.errors).collect::<Vec<_>>()
-    );
+    assert_same_digests(&outcomes);
+    assert_no_errors(&outcomes);
 }
 
 #[test]
@@ -165,13 +174,8 @@ fn pipelined_writes_apply_in_issue_order_under_loss() {
         }
     });
     let outcomes = c.stop();
-    let digests: Vec<u64> = outcomes.iter().map(|o| o.digest).collect();
-    assert!(digests.windows(2).all(|w| w[0] == w[1]), "digests {digests:x?}");
-    assert!(
-        outcomes.iter().all(|o| o.errors.is_empty()),
-        "{:?}",
-        outcomes.iter().map(|o| &o.errors).collect::<Vec<_>>()
-    );
+    assert_same_digests(&outcomes);
+    assert_no_errors(&outcomes);
 }
 
 /// Polls every future once in order (so their requests go out in that
@@ -390,8 +394,7 @@ fn bad_input_gets_an_error_and_changes_nothing() {
     let outcomes = c.stop();
     let applied: Vec<u64> = outcomes.iter().map(|o| o.applied).collect();
     assert!(applied.iter().all(|&a| a >= 4), "{applied:?}");
-    let digests: Vec<u64> = outcomes.iter().map(|o| o.digest).collect();
-    assert!(digests.windows(2).all(|w| w[0] == w[1]), "digests {digests:x?}");
+    assert_same_digests(&outcomes);
 }
 
 /// A Hello with a long token fits even when keys and values are tiny.

@@ -160,14 +160,9 @@ impl Conn {
         while let Some(front) = self.queue.front_mut() {
             match front {
                 Entry::Write { rx, done, .. } if done.is_none() => match rx.try_recv() {
-                    Ok(r) => *done = Some(r.map_err(|why| refuse(ErrorCode::Internal, why))),
+                    Ok(r) => *done = Some(settled(Some(r))),
                     Err(oneshot::error::TryRecvError::Empty) => return false,
-                    Err(oneshot::error::TryRecvError::Closed) => {
-                        *done = Some(Err(refuse(
-                            ErrorCode::NotServing,
-                            "the node stopped before the write applied",
-                        )));
-                    }
+                    Err(oneshot::error::TryRecvError::Closed) => *done = Some(settled(None)),
                 },
                 _ => {}
             }
@@ -230,11 +225,7 @@ impl Conn {
             // Awaiting took the result: keep it in the entry.
             r = applied => {
                 if let Some(Entry::Write { done, .. }) = self.queue.front_mut() {
-                    *done = Some(match r {
-                        Some(Ok(d)) => Ok(d),
-                        Some(Err(why)) => Err(refuse(ErrorCode::Internal, why)),
-                        None => Err(refuse(ErrorCode::NotServing, "the node stopped before the write applied")),
-                    });
+                    *done = Some(settled(r));
                 }
                 None
             }
@@ -317,8 +308,8 @@ impl Conn {
                     })
                     .map(|w| (w, None))
             }
-            // Refused above; kept for a total match.
-            Request::Hello { .. } => Err(refuse(ErrorCode::Malformed, "a second Hello")),
+            // A second Hello was refused above.
+            Request::Hello { .. } => return true,
         };
         match entries {
             Ok((first, then)) => {
@@ -487,20 +478,33 @@ async fn wait_serving(ctx: &Ctx, zxid: u64) -> Result<u64, Refusal> {
     }
     let start = Instant::now();
     loop {
-        let applied = n.gate.applied().0;
-        if n.standing.serving.load(Ordering::Acquire) && applied >= zxid {
+        tokio::time::sleep(Duration::from_micros(200)).await;
+        if let Some(applied) = ready() {
             return Ok(applied);
         }
         if start.elapsed() > SERVE_WAIT {
             return Err(refuse(
                 ErrorCode::NotServing,
                 format!(
-                    "node {} is not serving at zxid {zxid:#x} (applied {applied:#x})",
-                    n.id
+                    "node {} is not serving at zxid {zxid:#x} (applied {:#x})",
+                    n.id,
+                    n.gate.applied().0
                 ),
             ));
         }
-        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+}
+
+/// What the lane reported for a write (`None`: it dropped the write,
+/// stopping).
+fn settled(r: Option<Result<WriteDone, String>>) -> Result<WriteDone, Refusal> {
+    match r {
+        Some(Ok(d)) => Ok(d),
+        Some(Err(why)) => Err(refuse(ErrorCode::Internal, why)),
+        None => Err(refuse(
+            ErrorCode::NotServing,
+            "the node stopped before the write applied",
+        )),
     }
 }
 
