@@ -1,21 +1,19 @@
 //! The async client: one TCP connection per [`Client`], shared by clones,
-//! with every request pipelined on it. A background task writes requests
-//! and another matches replies to them in order. When the connection
+//! with every request pipelined on it (the connection's machinery is in
+//! `conn.rs`). When the connection
 //! breaks, requests in flight fail with [`Error::ConnectionLost`] (a write
 //! among them may or may not have been applied, as in ZooKeeper) and the
 //! next request reconnects to the next server, continuing the session: the
 //! new replica answers only once it has applied everything the session saw.
 
-use crate::protocol::{DecodeError, ErrorCode, ReadFrameError, Reply, Request, WriteOutcome, next_frame};
-use std::collections::VecDeque;
+use crate::conn::{Answer, Conn, drive};
+use crate::protocol::{ErrorCode, ReadFrameError, Reply, Request, WriteOutcome};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// How to reach a cluster.
 #[derive(Clone, Debug)]
@@ -74,21 +72,8 @@ pub struct Versioned {
     pub version: u64,
 }
 
-/// A decoded reply that owns its bytes.
-#[derive(Debug)]
-enum Answer {
-    Value(Versioned),
-    NotFound,
-    Written(u64, WriteOutcome),
-}
-
-struct Call {
-    frame: Vec<u8>,
-    reply: oneshot::Sender<Result<Answer, Error>>,
-}
-
 /// What the session carries across connections.
-struct Session {
+pub(crate) struct Session {
     id: AtomicU64,
     last_zxid: AtomicU64,
     max_key: AtomicU64,
@@ -97,7 +82,7 @@ struct Session {
 }
 
 impl Session {
-    fn saw(&self, zxid: u64) {
+    pub(crate) fn saw(&self, zxid: u64) {
         self.last_zxid.fetch_max(zxid, Ordering::Relaxed);
     }
 }
@@ -106,12 +91,19 @@ impl Session {
 /// session; each may have requests in flight.
 #[derive(Clone)]
 pub struct Client {
-    calls: mpsc::Sender<Call>,
+    conn: Arc<Conn>,
     session: Arc<Session>,
-    inflight: Arc<Semaphore>,
+    _handle: Arc<Handle>,
 }
 
-type Pending = Arc<Mutex<VecDeque<oneshot::Sender<Result<Answer, Error>>>>>;
+/// Dropped with the last clone: the connection's tasks end.
+struct Handle(Arc<Conn>);
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
 
 impl Client {
     /// Connects to the first reachable server and opens a session. Must be
@@ -129,13 +121,12 @@ impl Client {
         });
         let mut next = 0;
         let stream = connect_any(&cfg, &session, &mut next).await?;
-        let (tx, rx) = mpsc::channel(cfg.max_inflight.max(1));
-        let inflight = Arc::new(Semaphore::new(cfg.max_inflight.max(1)));
-        tokio::spawn(drive(cfg, session.clone(), stream, next, rx));
+        let conn = Arc::new(Conn::new(cfg.max_inflight));
+        tokio::spawn(drive(conn.clone(), cfg, session.clone(), stream, next));
         Ok(Client {
-            calls: tx,
+            _handle: Arc::new(Handle(conn.clone())),
+            conn,
             session,
-            inflight,
         })
     }
 
@@ -215,16 +206,7 @@ impl Client {
     }
 
     async fn call(&self, req: Request<'_>) -> Result<Answer, Error> {
-        let _permit = self.inflight.acquire().await.map_err(|_| Error::Closed)?;
-        // Room for the frame's fixed fields, key and value: one allocation.
-        let mut frame = Vec::with_capacity(req.encoded_len_hint());
-        req.encode(&mut frame);
-        let (tx, rx) = oneshot::channel();
-        self.calls
-            .send(Call { frame, reply: tx })
-            .await
-            .map_err(|_| Error::Closed)?;
-        rx.await.map_err(|_| Error::ConnectionLost)?
+        self.conn.call(&req).await
     }
 }
 
@@ -234,7 +216,11 @@ fn unexpected(a: &Answer) -> Error {
 
 /// Tries each server once, starting at `next`; leaves `next` after the one
 /// that answered.
-async fn connect_any(cfg: &ClientConfig, s: &Session, next: &mut usize) -> Result<TcpStream, Error> {
+pub(crate) async fn connect_any(
+    cfg: &ClientConfig,
+    s: &Session,
+    next: &mut usize,
+) -> Result<TcpStream, Error> {
     let mut why = Vec::new();
     for _ in 0..cfg.servers.len() {
         let addr = cfg.servers[*next % cfg.servers.len()];
@@ -311,176 +297,4 @@ async fn read_frame(
             ReadFrameError::Io(e) => Error::NoServer(e.to_string()),
             ReadFrameError::Frame(e) => Error::Protocol(e.to_string()),
         })
-}
-
-/// Runs connections until every handle is dropped. After a break, the
-/// next request reconnects (and fails alone if no server answers).
-async fn drive(
-    cfg: ClientConfig,
-    s: Arc<Session>,
-    first: TcpStream,
-    mut next: usize,
-    mut calls: mpsc::Receiver<Call>,
-) {
-    let mut conn = Some(first);
-    let mut carry = None;
-    loop {
-        let stream = match conn.take() {
-            Some(c) => c,
-            None => {
-                let Some(call) = calls.recv().await else { return };
-                match connect_any(&cfg, &s, &mut next).await {
-                    Ok(c) => {
-                        carry = Some(call);
-                        c
-                    }
-                    Err(e) => {
-                        let _ = call.reply.send(Err(e));
-                        continue;
-                    }
-                }
-            }
-        };
-        if !serve(&cfg, &s, stream, carry.take(), &mut calls).await {
-            return;
-        }
-    }
-}
-
-/// Serves one connection until it breaks (true) or every handle is gone
-/// (false). `first` goes before the calls waiting in `calls`.
-async fn serve(
-    cfg: &ClientConfig,
-    s: &Arc<Session>,
-    conn: TcpStream,
-    first: Option<Call>,
-    calls: &mut mpsc::Receiver<Call>,
-) -> bool {
-    let (rd, mut wr) = conn.into_split();
-    let pending: Pending = Arc::new(Mutex::new(VecDeque::new()));
-    let mut reader = tokio::spawn(read_replies(
-        rd,
-        pending.clone(),
-        s.clone(),
-        cfg.max_frame,
-        cfg.reply_timeout,
-    ));
-    let mut batch: Vec<Call> = first.into_iter().collect();
-    let alive = loop {
-        if batch.is_empty() {
-            tokio::select! {
-                n = calls.recv_many(&mut batch, 256) => if n == 0 { break false },
-                _ = &mut reader => break true,
-            }
-        }
-        // Let the tasks woken by the last replies queue their next requests
-        // first: one write for many requests instead of one each.
-        tokio::task::yield_now().await;
-        while batch.len() < 1024 {
-            match calls.try_recv() {
-                Ok(c) => batch.push(c),
-                Err(_) => break,
-            }
-        }
-        if !write_calls(&mut wr, &pending, &mut batch).await {
-            break true;
-        }
-    };
-    reader.abort();
-    let lost: Vec<_> = pending
-        .lock()
-        .map(|mut p| p.drain(..).collect())
-        .unwrap_or_default();
-    for tx in lost {
-        let _ = tx.send(Err(Error::ConnectionLost));
-    }
-    for call in batch.drain(..) {
-        let _ = call.reply.send(Err(Error::ConnectionLost));
-    }
-    alive
-}
-
-/// Writes a batch of calls in one write; their reply slots are queued
-/// first, so the reader finds them.
-async fn write_calls(wr: &mut OwnedWriteHalf, pending: &Pending, batch: &mut Vec<Call>) -> bool {
-    let mut bytes = Vec::with_capacity(batch.iter().map(|c| c.frame.len()).sum());
-    if let Ok(mut p) = pending.lock() {
-        for call in batch.drain(..) {
-            bytes.extend_from_slice(&call.frame);
-            p.push_back(call.reply);
-        }
-    }
-    wr.write_all(&bytes).await.is_ok()
-}
-
-/// Matches replies to the oldest calls in flight until the connection ends.
-async fn read_replies(
-    mut rd: OwnedReadHalf,
-    pending: Pending,
-    s: Arc<Session>,
-    max: usize,
-    silence: Duration,
-) {
-    let mut buf = Vec::with_capacity(64 << 10);
-    let mut chunk = vec![0u8; 64 << 10];
-    let mut start = 0;
-    let mut quiet = 0u32;
-    loop {
-        loop {
-            let frame = match next_frame(&buf[start..], max) {
-                Ok(Some((body, used))) => (answer(body, &s), used),
-                Ok(None) => break,
-                Err(_) => return,
-            };
-            start += frame.1;
-            let Some(tx) = pending.lock().ok().and_then(|mut p| p.pop_front()) else {
-                return; // A reply nobody asked for: the connection is unusable.
-            };
-            let _ = tx.send(frame.0);
-        }
-        buf.drain(..start);
-        start = 0;
-        // Checked in quarters of the timeout: a request sent while this
-        // read already waited still gets most of its time.
-        match tokio::time::timeout(silence / 4, rd.read(&mut chunk)).await {
-            Ok(Ok(0) | Err(_)) => return,
-            Ok(Ok(n)) => {
-                quiet = 0;
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            Err(_) => {
-                let waiting = pending.lock().map(|p| !p.is_empty()).unwrap_or(false);
-                quiet = if waiting { quiet + 1 } else { 0 };
-                if quiet >= 4 {
-                    return; // Silent with requests in flight: dead.
-                }
-            }
-        }
-    }
-}
-
-fn answer(body: &[u8], s: &Session) -> Result<Answer, Error> {
-    let reply = Reply::decode(body).map_err(|e: DecodeError| Error::Protocol(e.to_string()))?;
-    match reply {
-        Reply::Value { zxid, version, value } => {
-            s.saw(zxid.max(version));
-            Ok(Answer::Value(Versioned {
-                value: value.to_vec(),
-                version,
-            }))
-        }
-        Reply::NotFound { zxid } => {
-            s.saw(zxid);
-            Ok(Answer::NotFound)
-        }
-        Reply::Written { zxid, outcome } => {
-            s.saw(zxid);
-            Ok(Answer::Written(zxid, outcome))
-        }
-        Reply::Error { code, message } => Err(Error::Server {
-            code,
-            message: message.to_string(),
-        }),
-        Reply::Welcome { .. } => Err(Error::Protocol("unexpected Welcome".into())),
-    }
 }

@@ -16,13 +16,15 @@
 //! A [`Client`] is one session over one TCP connection. Clones share it,
 //! and requests from many tasks are pipelined (up to
 //! [`ClientConfig::max_inflight`] at once); they go out in the order their
-//! futures are first polled, and the server answers them in that order. The session gives ZooKeeper's guarantees: its requests take
+//! futures are first polled (while that many are in flight, the others
+//! wait for room), and the server answers them in that order. The session gives ZooKeeper's guarantees: its requests take
 //! effect in the order issued, it reads its own writes, and its reads never
 //! go back in time, across reconnections to other replicas too.
 //! [`blocking::Client`] wraps it for code without an async runtime.
 
 pub mod blocking;
 mod client;
+mod conn;
 pub mod protocol;
 
 pub use client::{Client, ClientConfig, Error, Versioned};

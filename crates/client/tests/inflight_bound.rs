@@ -1,0 +1,157 @@
+//! `max_inflight` bounds the requests a client has on the wire: more wait
+//! their turn (also when a waiting caller gives up), and every one is
+//! answered in order once the server replies.
+
+use rzab_client::protocol::{Reply, Request, next_frame};
+use rzab_client::{Client, ClientConfig};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A server that admits one session, counts the requests it receives and
+/// answers NotFound to as many of them as it is told to.
+struct HeldServer {
+    addr: std::net::SocketAddr,
+    received: Arc<AtomicUsize>,
+    release: mpsc::Sender<usize>,
+}
+
+fn held_server() -> HeldServer {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let received = Arc::new(AtomicUsize::new(0));
+    let (release, releases) = mpsc::channel::<usize>();
+    let count = received.clone();
+    std::thread::spawn(move || {
+        let Ok((mut s, _)) = l.accept() else { return };
+        let Ok(mut w) = s.try_clone() else { return };
+        std::thread::spawn(move || answer_when_told(&mut w, &releases));
+        count_requests(&mut s, &count);
+    });
+    HeldServer {
+        addr,
+        received,
+        release,
+    }
+}
+
+fn count_requests(s: &mut TcpStream, count: &AtomicUsize) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let mut start = 0;
+        while let Ok(Some((body, used))) = next_frame(&buf[start..], 1 << 16) {
+            match Request::decode(body) {
+                Ok((Request::Hello { .. }, _)) => {
+                    let mut out = Vec::new();
+                    Reply::Welcome {
+                        session: 1,
+                        zxid: 0,
+                        node: 0,
+                        max_key: 64,
+                        max_value: 1024,
+                        max_inflight: 16,
+                    }
+                    .encode(&mut out);
+                    let _ = s.write_all(&out);
+                }
+                Ok(_) => {
+                    count.fetch_add(1, Ordering::SeqCst);
+                }
+                Err(e) => panic!("bad request: {e}"),
+            }
+            start += used;
+        }
+        buf.drain(..start);
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+fn answer_when_told(w: &mut TcpStream, releases: &mpsc::Receiver<usize>) {
+    while let Ok(n) = releases.recv() {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            Reply::NotFound { zxid: 0 }.encode(&mut out);
+        }
+        if w.write_all(&out).is_err() {
+            return;
+        }
+    }
+}
+
+/// Waits (bounded) until the server has received `n` requests, then a
+/// little longer to see that no more arrive.
+async fn settles_at(received: &AtomicUsize, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while received.load(Ordering::SeqCst) < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(received.load(Ordering::SeqCst), n);
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+#[test]
+fn requests_past_max_inflight_wait_for_replies() {
+    let server = held_server();
+    runtime().block_on(async {
+        let mut cfg = ClientConfig::new(vec![server.addr]);
+        cfg.max_inflight = 2;
+        let c = Client::connect(cfg).await.expect("admitted");
+        let calls: Vec<_> = (0..5)
+            .map(|_| {
+                let c = c.clone();
+                tokio::spawn(async move { c.get(b"k").await })
+            })
+            .collect();
+        settles_at(&server.received, 2).await;
+        server.release.send(1).expect("server");
+        settles_at(&server.received, 3).await;
+        server.release.send(2).expect("server");
+        settles_at(&server.received, 5).await;
+        server.release.send(2).expect("server");
+        for call in calls {
+            assert_eq!(call.await.expect("task"), Ok(None));
+        }
+    });
+}
+
+#[test]
+fn a_caller_that_gives_up_waiting_leaves_no_trace() {
+    let server = held_server();
+    runtime().block_on(async {
+        let mut cfg = ClientConfig::new(vec![server.addr]);
+        cfg.max_inflight = 1;
+        let c = Client::connect(cfg).await.expect("admitted");
+        let first = tokio::spawn({
+            let c = c.clone();
+            async move { c.get(b"a").await }
+        });
+        settles_at(&server.received, 1).await;
+        let gave_up = tokio::time::timeout(Duration::from_millis(100), c.get(b"b")).await;
+        assert!(gave_up.is_err(), "the second call should still be waiting");
+        server.release.send(1).expect("server");
+        assert_eq!(first.await.expect("task"), Ok(None));
+        // The abandoned call was never sent; the next one goes out alone.
+        let third = tokio::spawn({
+            let c = c.clone();
+            async move { c.get(b"c").await }
+        });
+        settles_at(&server.received, 2).await;
+        server.release.send(1).expect("server");
+        assert_eq!(third.await.expect("task"), Ok(None));
+    });
+}
