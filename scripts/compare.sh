@@ -7,13 +7,16 @@
 # ZooKeeper and etcd run twice, with their data on tmpfs (/dev/shm) and on
 # disk; rzab keeps its state in memory and runs once. Every run: 32 clients,
 # 10k keys, 32-byte values, write ratios 0.05, 0.5 and 1.0 with one request
-# in flight per client (rzab also 64 in flight at 0.05).
+# in flight per client (rzab also 64 in flight at 0.05). Last, the same
+# runs against three `rzab null-server` processes, which answer the client
+# protocol and store nothing: the ceiling of the request path (TCP, framing,
+# client) on this machine, which no server reached through it can pass.
 #
 # Environment:
 #   LOADGEN    load generator command (default "target/release/rzab loadgen";
 #              "example" builds and uses rzab-loadgen's example binary)
 #   WARMUP     warm-up seconds per run (default 2)
-#   SKIP_RZAB=1, SKIP_ZOOKEEPER=1, SKIP_ETCD=1   leave a system out
+#   SKIP_RZAB=1, SKIP_ZOOKEEPER=1, SKIP_ETCD=1, SKIP_CEILING=1   leave one out
 #   STORAGES   storage passes for ZooKeeper and etcd (default "tmpfs disk")
 #   OUT        output directory (default compare-out)
 #
@@ -31,6 +34,7 @@ STORAGES=${STORAGES:-tmpfs disk}
 SKIP_RZAB=${SKIP_RZAB:-0}
 SKIP_ZOOKEEPER=${SKIP_ZOOKEEPER:-0}
 SKIP_ETCD=${SKIP_ETCD:-0}
+SKIP_CEILING=${SKIP_CEILING:-0}
 CLIENTS=32
 KEYS=10000
 VALUE_SIZE=32
@@ -168,9 +172,12 @@ build() {
 # ---------------------------------------------------------------- runs
 
 # run_load SYSTEM STORAGE RATIO INFLIGHT PRELOAD SERVERS [EXTRA FLAGS...]
-# Records one line in the manifest whether or not the run succeeds.
+# Records one line in the manifest whether or not the run succeeds. The
+# ceiling servers speak rzab's protocol.
 run_load() {
     local system=$1 storage=$2 ratio=$3 inflight=$4 preload=$5 servers=$6
+    local backend=$system
+    [[ $system != ceiling ]] || backend=rzab
     shift 6
     local name=$system-$storage-w$ratio-d$inflight
     local json=$JSON/$name.json status=ok
@@ -178,7 +185,7 @@ run_load() {
     local limit=$((${d:-0} + ${w:-0} + 180)) # preload and connecting included
     log "$name: $CLIENTS clients x $inflight, write ratio $ratio"
     rm -f "$json"
-    if ! timeout "$limit" "${LOADGEN_CMD[@]}" --backend "$system" --servers "$servers" \
+    if ! timeout "$limit" "${LOADGEN_CMD[@]}" --backend "$backend" --servers "$servers" \
         --clients "$CLIENTS" --inflight "$inflight" --write-ratio "$ratio" --keys "$KEYS" \
         --value-size "$VALUE_SIZE" --warmup "$WARMUP" --duration "$DURATION" \
         "--$preload" --json "$json" "$@" >"$LOGS/$name.log" 2>&1; then
@@ -348,6 +355,19 @@ start_rzab() {
     log "rzab is serving on $RZAB_SERVERS"
 }
 
+# Three servers that answer without storing anything, on the addresses
+# rzab's nodes used.
+start_ceiling() {
+    local s
+    for s in "${RZAB_CLIENT_ADDRS[@]}"; do
+        spawn "$LOGS/ceiling-$s.log" "$ROOT/target/release/rzab" null-server --listen "$s"
+    done
+    for s in "${RZAB_CLIENT_ADDRS[@]}"; do
+        wait_until "null server $s" tcp_open "$s"
+    done
+    log "null servers are answering on $RZAB_SERVERS"
+}
+
 # ---------------------------------------------------------------- main
 
 install_missing
@@ -382,6 +402,13 @@ if [[ $SKIP_RZAB != 1 ]]; then
     [[ -z ${RZAB_TOKEN:-} ]] || token=(--token "$RZAB_TOKEN")
     run_matrix rzab memory "$RZAB_SERVERS" "${token[@]}"
     run_load rzab memory 0.05 64 no-preload "$RZAB_SERVERS" "${token[@]}"
+    stop_all
+fi
+
+if [[ $SKIP_CEILING != 1 ]]; then
+    start_ceiling
+    run_matrix ceiling none "$RZAB_SERVERS"
+    run_load ceiling none 0.05 64 no-preload "$RZAB_SERVERS"
     stop_all
 fi
 

@@ -20,6 +20,8 @@ SERIES_ORDER = [
     ("etcd", "disk", 1),
     ("rzab", "memory", 1),
     ("rzab", "memory", 64),
+    ("ceiling", "none", 1),
+    ("ceiling", "none", 64),
 ]
 
 
@@ -107,8 +109,43 @@ def write_markdown(runs, out, title):
             + f"| {pair(rep, 'write')} | {rep['errors']} |"
         )
     lines.append("")
+    lines += ratio_lines(runs)
     with open(os.path.join(out, "results.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
+
+
+def ratio_lines(runs):
+    """rzab's throughput over ZooKeeper's (tmpfs) and over the ceiling's, and
+    whether its p99 latencies are lower than ZooKeeper's, per workload."""
+    ok = {(r["system"], r["storage"], r["ratio"], r["inflight"]): r["report"] for r in runs if r["report"]}
+    rows = []
+    for (system, storage, ratio, inflight), rep in sorted(ok.items(), key=lambda kv: (kv[0][3], float(kv[0][2]))):
+        if system != "rzab":
+            continue
+        zk = ok.get(("zookeeper", "tmpfs", ratio, inflight))
+        ceil = ok.get(("ceiling", "none", ratio, inflight))
+        vs_zk = f"{rep['ops_per_sec'] / zk['ops_per_sec']:.1f}x" if zk else "-"
+        vs_ceil = f"{100 * rep['ops_per_sec'] / ceil['ops_per_sec']:.0f}%" if ceil else "-"
+        p99 = "-"
+        if zk:
+            lower = []
+            for kind in ("read", "write"):
+                mine, theirs = lat(rep, kind, "p99"), lat(zk, kind, "p99")
+                if mine is not None and theirs is not None:
+                    lower.append(f"{kind} {'yes' if mine < theirs else 'no'}")
+            p99 = ", ".join(lower) or "-"
+        rows.append(f"| {ratio} | {inflight} | {vs_zk} | {p99} | {vs_ceil} |")
+    if not rows:
+        return []
+    return [
+        "rzab's throughput against ZooKeeper (tmpfs) and against the ceiling (null",
+        "servers: the request path alone, nothing stored):",
+        "",
+        "| write ratio | inflight | rzab / ZooKeeper | rzab p99 lower than ZooKeeper's | rzab / ceiling |",
+        "|---:|---:|---:|---|---:|",
+        *rows,
+        "",
+    ]
 
 
 def write_plot_data(runs, out):
@@ -130,7 +167,7 @@ def write_plot_data(runs, out):
 
     def label(s):
         system, storage, inflight = s
-        name = f"{system} {storage}"
+        name = "ceiling (null server)" if system == "ceiling" else f"{system} {storage}"
         return name + (f", {inflight} in flight" if inflight != 1 else "")
 
     for metric, get in metrics.items():

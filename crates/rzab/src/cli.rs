@@ -37,6 +37,10 @@ pub enum Command {
     Delete(crate::client::ClientArgs),
     /// Closed-loop load against rzab, ZooKeeper or etcd over the network.
     Loadgen(rzab_loadgen::LoadArgs),
+    /// Answer the client protocol without storing anything (every read
+    /// NotFound, every write Written): loaded like a cluster, it measures the
+    /// ceiling of the request path alone on this machine.
+    NullServer(crate::loadgen::NullServerArgs),
 }
 
 /// Where `bench` runs the cluster.
@@ -283,8 +287,17 @@ pub fn usage_error(e: clap::Error) -> ExitCode {
         }
         _ => {
             let text = e.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
+            let mut lines = text.lines();
+            let first = lines.next().unwrap_or("invalid arguments");
             let first = first.strip_prefix("error: ").unwrap_or(first);
+            // Some messages list what they mean on indented lines below
+            // (e.g. the missing arguments): fold those into the one line.
+            let listed: Vec<&str> = lines.take_while(|l| l.starts_with(' ')).map(str::trim).collect();
+            let first = if listed.is_empty() {
+                first.to_string()
+            } else {
+                format!("{} {}", first, listed.join(", "))
+            };
             eprintln!("rzab: error: {first} (see rzab --help)");
             ExitCode::from(2)
         }

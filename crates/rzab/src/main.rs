@@ -24,5 +24,6 @@ fn main() -> ExitCode {
         cli::Command::Put(a) => client::run(client::Verb::Put, a),
         cli::Command::Delete(a) => client::run(client::Verb::Delete, a),
         cli::Command::Loadgen(a) => loadgen::run(a),
+        cli::Command::NullServer(a) => loadgen::null_server(a),
     }
 }

@@ -40,6 +40,17 @@ fn bad_flags_and_values_get_one_line_and_exit_2() {
         "trace file",
     );
     assert_usage_error(&["frobnicate"], "frobnicate");
+    assert_usage_error(&["null-server"], "--listen");
+    assert_usage_error(&["null-server", "--listen", "localhost"], "invalid");
+}
+
+#[test]
+fn a_null_server_that_cannot_listen_says_why() {
+    // Port 1 on an address this machine does not have: bind fails.
+    let out = rzab(&["null-server", "--listen", "192.0.2.1:1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("null server on 192.0.2.1:1"), "{err}");
 }
 
 #[test]
