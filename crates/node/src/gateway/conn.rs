@@ -25,8 +25,8 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a request waits for the replica to serve (an election, a
 /// catch-up) before it is answered NotServing.
 const SERVE_WAIT: Duration = Duration::from_secs(10);
-/// Bytes read from the socket at a time.
-const CHUNK: usize = 64 << 10;
+/// Room for bytes from the socket made before each read.
+const CHUNK: usize = 16 << 10;
 
 type WriteRx = oneshot::Receiver<Result<WriteDone, String>>;
 
@@ -124,7 +124,6 @@ pub(crate) async fn serve(stream: TcpStream, ctx: Arc<Ctx>) {
         alive: Arc::new(AtomicBool::new(true)),
     };
     let max = ctx.cfg.max_request();
-    let mut chunk = vec![0u8; CHUNK];
     let mut eof = false;
     loop {
         let close = c.answer(&mut out).await;
@@ -139,16 +138,15 @@ pub(crate) async fn serve(stream: TcpStream, ctx: Arc<Ctx>) {
         }
         // Take the requests already buffered, as room allows, and answer
         // what can be answered before waiting for anything.
-        let (added, stop) = c.take_frames(&mut buf, max);
+        let (added, stop) = c.take_frames(&mut buf, max, &mut out);
         eof |= stop;
         if added > 0 {
             continue;
         }
         let room = c.queue.len() < ctx.cfg.max_inflight;
-        match c.wait(&mut rd, &mut chunk, room && !eof).await {
-            Some(0) => eof = true,
-            Some(n) => buf.extend_from_slice(&chunk[..n]),
-            None => {}
+        buf.reserve(CHUNK);
+        if c.wait(&mut rd, &mut buf, room && !eof).await == Some(0) {
+            eof = true;
         }
     }
 }
@@ -209,8 +207,8 @@ impl Conn {
     }
 
     /// Waits for the head write to apply or (if `read`) for bytes from the
-    /// socket; returns what was read.
-    async fn wait(&mut self, rd: &mut OwnedReadHalf, chunk: &mut [u8], read: bool) -> Option<usize> {
+    /// socket, appended to `buf`; returns how many were read.
+    async fn wait(&mut self, rd: &mut OwnedReadHalf, buf: &mut Vec<u8>, read: bool) -> Option<usize> {
         let head = match self.queue.front_mut() {
             Some(Entry::Write { rx, done: None, .. }) => Some(rx),
             _ => None,
@@ -229,20 +227,20 @@ impl Conn {
                 }
                 None
             }
-            n = rd.read(chunk), if read => Some(n.unwrap_or(0)),
+            n = rd.read_buf(buf), if read => Some(n.unwrap_or(0)),
         }
     }
 
     /// Moves whole frames from `buf` into the queue while there is room;
     /// returns how many, and whether the stream is unusable (no more
     /// reading).
-    fn take_frames(&mut self, buf: &mut Vec<u8>, max: usize) -> (usize, bool) {
+    fn take_frames(&mut self, buf: &mut Vec<u8>, max: usize, out: &mut Vec<u8>) -> (usize, bool) {
         let (mut used, mut added) = (0, 0);
         let mut stop = false;
         while self.queue.len() < self.ctx.cfg.max_inflight {
             match next_frame(&buf[used..], max) {
                 Ok(Some((body, n))) => {
-                    stop = self.request(body);
+                    stop = self.request(body, out);
                     used += n;
                     added += 1;
                     if stop {
@@ -263,9 +261,10 @@ impl Conn {
         (added, stop)
     }
 
-    /// Queues one request (a write goes to the lane now); true if the
+    /// Queues one request (a write goes to the lane now; a read with
+    /// nothing before it is answered into `out` at once); true if the
     /// stream is unusable after it.
-    fn request(&mut self, body: &[u8]) -> bool {
+    fn request(&mut self, body: &[u8], out: &mut Vec<u8>) -> bool {
         let s = &self.ctx.stats;
         let req = match Request::decode(body) {
             Ok((Request::Hello { .. }, _)) => Err("a second Hello".to_string()),
@@ -283,7 +282,19 @@ impl Conn {
         let entries = match req {
             Request::Get { key } => {
                 s.gets.fetch_add(1, Ordering::Relaxed);
-                self.check_key(key).map(|()| (Entry::Read(key.to_vec()), None))
+                if let Err(r) = self.check_key(key) {
+                    self.queue.push_back(Entry::Fail(r, false));
+                    return false;
+                }
+                // Nothing to wait for: answer now, without queueing a copy
+                // of the key (the usual read).
+                if self.queue.is_empty()
+                    && let Some(at) = ready_at(&self.ctx, self.seen)
+                {
+                    self.serve_read(key, at, out);
+                    return false;
+                }
+                Ok((Entry::Read(key.to_vec()), None))
             }
             Request::SyncGet { key } => {
                 s.sync_gets.fetch_add(1, Ordering::Relaxed);
@@ -375,6 +386,12 @@ impl Conn {
     /// applied everything the session saw.
     async fn read(&mut self, key: &[u8], out: &mut Vec<u8>) -> Result<(), Refusal> {
         let at = wait_serving(&self.ctx, self.seen).await?;
+        self.serve_read(key, at, out);
+        Ok(())
+    }
+
+    /// Answers a read from the store, which has applied `at`.
+    fn serve_read(&mut self, key: &[u8], at: u64, out: &mut Vec<u8>) {
         self.seen = at;
         match self.ctx.node.store.get_keyed(key, &mut self.value) {
             Some(meta) => Reply::Value {
@@ -385,7 +402,6 @@ impl Conn {
             .encode(out),
             None => Reply::NotFound { zxid: at }.encode(out),
         }
-        Ok(())
     }
 }
 
@@ -468,10 +484,7 @@ async fn read_frame(
 /// returns its applied point.
 async fn wait_serving(ctx: &Ctx, zxid: u64) -> Result<u64, Refusal> {
     let n = &ctx.node;
-    let ready = || {
-        let applied = n.gate.applied().0;
-        (n.standing.serving.load(Ordering::Acquire) && applied >= zxid).then_some(applied)
-    };
+    let ready = || ready_at(ctx, zxid);
     // The usual case, without reading the clock.
     if let Some(applied) = ready() {
         return Ok(applied);
@@ -493,6 +506,13 @@ async fn wait_serving(ctx: &Ctx, zxid: u64) -> Result<u64, Refusal> {
             ));
         }
     }
+}
+
+/// The node's applied point if it serves and has applied `zxid`.
+fn ready_at(ctx: &Ctx, zxid: u64) -> Option<u64> {
+    let n = &ctx.node;
+    let applied = n.gate.applied().0;
+    (n.standing.serving.load(Ordering::Acquire) && applied >= zxid).then_some(applied)
 }
 
 /// What the lane reported for a write (`None`: it dropped the write,
