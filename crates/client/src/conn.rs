@@ -32,8 +32,6 @@ pub(crate) struct Conn {
     /// Wakes the connection task: bytes to write (or a connection to open
     /// for them), or every handle gone.
     work: Notify,
-    /// Wakes callers waiting for room under `max_inflight`.
-    room: Notify,
     closed: AtomicBool,
     max_inflight: usize,
 }
@@ -50,8 +48,8 @@ struct Outgoing {
     /// writing): callers must not write themselves. Never false while
     /// `bytes` holds anything.
     busy: bool,
-    /// Callers waiting for room.
-    waiting: usize,
+    /// Requests waiting for room under `max_inflight`, encoded, in order.
+    waiting: VecDeque<(Vec<u8>, ReplyTx)>,
 }
 
 impl Conn {
@@ -59,7 +57,6 @@ impl Conn {
         Conn {
             out: Mutex::new(Outgoing::default()),
             work: Notify::new(),
-            room: Notify::new(),
             closed: AtomicBool::new(false),
             max_inflight: max_inflight.max(1),
         }
@@ -73,42 +70,27 @@ impl Conn {
 
     /// Sends `req` and waits for its answer.
     pub(crate) async fn call(&self, req: &Request<'_>) -> Result<Answer, Error> {
-        let rx = self.enqueue(req).await;
+        let rx = self.enqueue(req);
         rx.await.map_err(|_| Error::ConnectionLost)?
     }
 
-    /// Queues `req` once fewer than `max_inflight` requests are in flight.
-    async fn enqueue(&self, req: &Request<'_>) -> oneshot::Receiver<Result<Answer, Error>> {
-        {
-            let mut o = self.lock();
-            // Not past callers already waiting for room.
-            if o.slots.len() < self.max_inflight && o.waiting == 0 {
-                return self.push(&mut o, req);
-            }
-        }
-        self.enqueue_when_room(req).await
-    }
-
-    async fn enqueue_when_room(&self, req: &Request<'_>) -> oneshot::Receiver<Result<Answer, Error>> {
-        loop {
-            let room = self.room.notified();
-            tokio::pin!(room);
-            // Registered before the check, so a slot freed in between wakes it.
-            room.as_mut().enable();
-            {
-                let mut o = self.lock();
-                if o.slots.len() < self.max_inflight {
-                    return self.push(&mut o, req);
-                }
-                o.waiting += 1;
-            }
-            let _waiting = Waiting(self);
-            room.await;
-        }
-    }
-
-    fn push(&self, o: &mut Outgoing, req: &Request<'_>) -> oneshot::Receiver<Result<Answer, Error>> {
+    /// Queues `req` for writing, or behind the requests already waiting for
+    /// room if `max_inflight` are in flight (in order: a session's
+    /// requests go out as issued).
+    fn enqueue(&self, req: &Request<'_>) -> oneshot::Receiver<Result<Answer, Error>> {
         let (tx, rx) = oneshot::channel();
+        let mut o = self.lock();
+        if o.waiting.is_empty() && o.slots.len() < self.max_inflight {
+            self.push(&mut o, req, tx);
+        } else {
+            let mut frame = Vec::with_capacity(req.encoded_len_hint());
+            req.encode(&mut frame);
+            o.waiting.push_back((frame, tx));
+        }
+        rx
+    }
+
+    fn push(&self, o: &mut Outgoing, req: &Request<'_>, tx: ReplyTx) {
         let alone = o.slots.is_empty() && !o.busy;
         req.encode(&mut o.bytes);
         o.slots.push_back(tx);
@@ -119,19 +101,39 @@ impl Conn {
                 o.bytes.drain(..n);
             }
         }
+        self.ensure_writer(o);
+    }
+
+    /// Tells the connection task about queued bytes it does not know of.
+    fn ensure_writer(&self, o: &mut Outgoing) {
         if !o.bytes.is_empty() && !o.busy {
             o.busy = true;
             self.work.notify_one();
         }
-        rx
+    }
+
+    /// Moves waiting requests into the outgoing buffer while there is
+    /// room; requests whose caller gave up are dropped unsent.
+    fn admit(&self, o: &mut Outgoing) {
+        while o.slots.len() < self.max_inflight {
+            let Some((frame, tx)) = o.waiting.pop_front() else {
+                break;
+            };
+            if tx.is_closed() {
+                continue;
+            }
+            o.bytes.extend_from_slice(&frame);
+            o.slots.push_back(tx);
+        }
+        self.ensure_writer(o);
     }
 
     /// The reply slot for the next reply, if any request is in flight.
     fn pop_slot(&self) -> Option<ReplyTx> {
         let mut o = self.lock();
         let tx = o.slots.pop_front();
-        if o.waiting > 0 {
-            self.room.notify_waiters();
+        if !o.waiting.is_empty() {
+            self.admit(&mut o);
         }
         tx
     }
@@ -140,17 +142,19 @@ impl Conn {
         !self.lock().slots.is_empty()
     }
 
-    /// Ends the connection: every request written or queued fails with `e`.
+    /// Ends the connection: every request written or queued to be written
+    /// fails with `e`.
     fn fail_all(&self, e: &Error) {
         let lost: Vec<ReplyTx> = {
             let mut o = self.lock();
             o.stream = None;
             o.bytes.clear();
             o.busy = false;
-            if o.waiting > 0 {
-                self.room.notify_waiters();
-            }
-            o.slots.drain(..).collect()
+            let lost = o.slots.drain(..).collect();
+            // Requests still waiting for room were never sent: they go out
+            // on the next connection.
+            self.admit(&mut o);
+            lost
         };
         for tx in lost {
             let _ = tx.send(Err(e.clone()));
@@ -165,16 +169,6 @@ impl Conn {
 
     fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
-    }
-}
-
-/// Counts a caller waiting for room while it waits (also if its future is
-/// dropped).
-struct Waiting<'a>(&'a Conn);
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.lock().waiting -= 1;
     }
 }
 

@@ -1,14 +1,15 @@
 //! `max_inflight` bounds the requests a client has on the wire: more wait
-//! their turn (also when a waiting caller gives up), and every one is
-//! answered in order once the server replies.
+//! their turn and go out in the order issued (a caller that gives up
+//! waiting sends nothing), and every one is answered once the server
+//! replies.
 
 use rzab_client::protocol::{Reply, Request, next_frame};
 use rzab_client::{Client, ClientConfig};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A server that admits one session, counts the requests it receives and
@@ -16,6 +17,8 @@ use std::time::{Duration, Instant};
 struct HeldServer {
     addr: std::net::SocketAddr,
     received: Arc<AtomicUsize>,
+    /// The keys of the requests received, in order.
+    keys: Arc<Mutex<Vec<Vec<u8>>>>,
     release: mpsc::Sender<usize>,
 }
 
@@ -23,22 +26,24 @@ fn held_server() -> HeldServer {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = l.local_addr().expect("addr");
     let received = Arc::new(AtomicUsize::new(0));
+    let keys = Arc::new(Mutex::new(Vec::new()));
     let (release, releases) = mpsc::channel::<usize>();
-    let count = received.clone();
+    let (count, seen) = (received.clone(), keys.clone());
     std::thread::spawn(move || {
         let Ok((mut s, _)) = l.accept() else { return };
         let Ok(mut w) = s.try_clone() else { return };
         std::thread::spawn(move || answer_when_told(&mut w, &releases));
-        count_requests(&mut s, &count);
+        count_requests(&mut s, &count, &seen);
     });
     HeldServer {
         addr,
         received,
+        keys,
         release,
     }
 }
 
-fn count_requests(s: &mut TcpStream, count: &AtomicUsize) {
+fn count_requests(s: &mut TcpStream, count: &AtomicUsize, keys: &Mutex<Vec<Vec<u8>>>) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -58,10 +63,11 @@ fn count_requests(s: &mut TcpStream, count: &AtomicUsize) {
                     .encode(&mut out);
                     let _ = s.write_all(&out);
                 }
-                Ok(_) => {
+                Ok((Request::Get { key }, _)) => {
+                    keys.lock().expect("keys").push(key.to_vec());
                     count.fetch_add(1, Ordering::SeqCst);
                 }
-                Err(e) => panic!("bad request: {e}"),
+                other => panic!("unexpected request: {other:?}"),
             }
             start += used;
         }
@@ -111,21 +117,26 @@ fn requests_past_max_inflight_wait_for_replies() {
         let mut cfg = ClientConfig::new(vec![server.addr]);
         cfg.max_inflight = 2;
         let c = Client::connect(cfg).await.expect("admitted");
-        let calls: Vec<_> = (0..5)
-            .map(|_| {
-                let c = c.clone();
-                tokio::spawn(async move { c.get(b"k").await })
-            })
-            .collect();
+        // One task polls the calls in order: they are issued in order.
+        let calls = tokio::spawn({
+            let c = c.clone();
+            async move {
+                let keys: Vec<String> = (0..5).map(|i| format!("k{i}")).collect();
+                futures_util::future::join_all(keys.iter().map(|k| c.get(k.as_bytes()))).await
+            }
+        });
         settles_at(&server.received, 2).await;
         server.release.send(1).expect("server");
         settles_at(&server.received, 3).await;
         server.release.send(2).expect("server");
         settles_at(&server.received, 5).await;
         server.release.send(2).expect("server");
-        for call in calls {
-            assert_eq!(call.await.expect("task"), Ok(None));
+        for r in calls.await.expect("task") {
+            assert_eq!(r, Ok(None));
         }
+        let keys = server.keys.lock().expect("keys").clone();
+        let issued: Vec<Vec<u8>> = (0..5).map(|i| format!("k{i}").into_bytes()).collect();
+        assert_eq!(keys, issued, "sent in the order issued");
     });
 }
 
