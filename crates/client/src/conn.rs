@@ -48,6 +48,9 @@ struct Outgoing {
     /// writing): callers must not write themselves. Never false while
     /// `bytes` holds anything.
     busy: bool,
+    /// Counts connections ended: a reader of an ended connection (still
+    /// running for a moment after its abort) takes no slot of the next.
+    generation: u64,
     /// Requests waiting for room under `max_inflight`, encoded, in order.
     waiting: VecDeque<(Vec<u8>, ReplyTx)>,
 }
@@ -128,9 +131,13 @@ impl Conn {
         self.ensure_writer(o);
     }
 
-    /// The reply slot for the next reply, if any request is in flight.
-    fn pop_slot(&self) -> Option<ReplyTx> {
+    /// The reply slot for the next reply on connection `generation`, if
+    /// any request is in flight there.
+    fn pop_slot(&self, generation: u64) -> Option<ReplyTx> {
         let mut o = self.lock();
+        if o.generation != generation {
+            return None;
+        }
         let tx = o.slots.pop_front();
         if !o.waiting.is_empty() {
             self.admit(&mut o);
@@ -148,6 +155,7 @@ impl Conn {
         let lost: Vec<ReplyTx> = {
             let mut o = self.lock();
             o.stream = None;
+            o.generation += 1;
             o.bytes.clear();
             o.busy = false;
             let lost = o.slots.drain(..).collect();
@@ -203,9 +211,14 @@ pub(crate) async fn drive(
             }
         };
         let st = Arc::new(st);
-        conn.lock().stream = Some(st.clone());
+        let generation = {
+            let mut o = conn.lock();
+            o.stream = Some(st.clone());
+            o.generation
+        };
         let reader = tokio::spawn(read_replies(
             conn.clone(),
+            generation,
             st.clone(),
             s.clone(),
             cfg.max_frame,
@@ -271,7 +284,14 @@ async fn write_all(st: &TcpStream, mut bytes: &[u8]) -> std::io::Result<()> {
 /// Matches replies to the oldest requests in flight until the connection
 /// ends: closed, broken, a reply nobody asked for, or silent for `silence`
 /// with requests in flight (a replica that vanished without closing it).
-async fn read_replies(conn: Arc<Conn>, st: Arc<TcpStream>, s: Arc<Session>, max: usize, silence: Duration) {
+async fn read_replies(
+    conn: Arc<Conn>,
+    generation: u64,
+    st: Arc<TcpStream>,
+    s: Arc<Session>,
+    max: usize,
+    silence: Duration,
+) {
     let mut buf = Vec::with_capacity(64 << 10);
     // Checked in quarters of the timeout: a request sent in the middle of
     // a quarter still gets most of its time.
@@ -288,7 +308,7 @@ async fn read_replies(conn: Arc<Conn>, st: Arc<TcpStream>, s: Arc<Session>, max:
                 Err(_) => return,
             };
             start += used;
-            let Some(tx) = conn.pop_slot() else {
+            let Some(tx) = conn.pop_slot(generation) else {
                 return; // A reply nobody asked for: the connection is unusable.
             };
             let _ = tx.send(a);
