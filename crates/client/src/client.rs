@@ -30,8 +30,9 @@ pub struct ClientConfig {
     pub max_frame: usize,
     /// With requests in flight, a connection silent this long is taken for
     /// dead (a replica that vanished without closing it): the requests fail
-    /// with ConnectionLost and the next one reconnects. Servers answer
-    /// within about 10 s even when they cannot serve.
+    /// with ConnectionLost and the next one reconnects. Silence is checked
+    /// every quarter of this, so a request may fail after 3/4 of it. Servers
+    /// answer within about 10 s even when they cannot serve.
     pub reply_timeout: Duration,
 }
 

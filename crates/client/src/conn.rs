@@ -40,8 +40,13 @@ pub(crate) struct Conn {
 struct Outgoing {
     /// Requests not yet written, in order.
     bytes: Vec<u8>,
+    /// Bytes at the front of `bytes` that finish a request partly written.
+    partial: usize,
     /// A slot per request written or queued, oldest first.
     slots: VecDeque<ReplyTx>,
+    /// The newest slots whose requests are whole in `bytes`: nothing of
+    /// them reached a server, so they can go out on the next connection.
+    unsent: usize,
     /// The open connection; `None` while there is none.
     stream: Option<Arc<TcpStream>>,
     /// The connection task owns the writing (it was told of `bytes`, or is
@@ -94,14 +99,18 @@ impl Conn {
     }
 
     fn push(&self, o: &mut Outgoing, req: &Request<'_>, tx: ReplyTx) {
+        // Nothing in flight and nobody writing: `bytes` is empty.
         let alone = o.slots.is_empty() && !o.busy;
         req.encode(&mut o.bytes);
         o.slots.push_back(tx);
+        o.unsent += 1;
         if alone && let Some(stream) = &o.stream {
             // Nothing to batch with: write now. An error leaves the bytes to
             // the connection task, which finds the connection broken.
-            if let Ok(n) = stream.try_write(&o.bytes) {
+            if let Ok(n @ 1..) = stream.try_write(&o.bytes) {
                 o.bytes.drain(..n);
+                o.partial = o.bytes.len();
+                o.unsent = 0;
             }
         }
         self.ensure_writer(o);
@@ -127,15 +136,17 @@ impl Conn {
             }
             o.bytes.extend_from_slice(&frame);
             o.slots.push_back(tx);
+            o.unsent += 1;
         }
         self.ensure_writer(o);
     }
 
     /// The reply slot for the next reply on connection `generation`, if
-    /// any request is in flight there.
+    /// any request written there waits for one.
     fn pop_slot(&self, generation: u64) -> Option<ReplyTx> {
         let mut o = self.lock();
-        if o.generation != generation {
+        // Only a request written can be answered.
+        if o.generation != generation || o.slots.len() <= o.unsent {
             return None;
         }
         let tx = o.slots.pop_front();
@@ -149,18 +160,37 @@ impl Conn {
         !self.lock().slots.is_empty()
     }
 
-    /// Ends the connection: every request written or queued to be written
-    /// fails with `e`.
-    fn fail_all(&self, e: &Error) {
+    /// Ends the connection: requests written (even in part) fail with
+    /// ConnectionLost; the ones nothing of which was written go out on the
+    /// next connection, before those waiting for room.
+    fn end_connection(&self) {
         let lost: Vec<ReplyTx> = {
             let mut o = self.lock();
             o.stream = None;
             o.generation += 1;
+            o.busy = false;
+            let partial = std::mem::take(&mut o.partial);
+            o.bytes.drain(..partial);
+            let sent = o.slots.len() - o.unsent;
+            let lost = o.slots.drain(..sent).collect();
+            self.admit(&mut o);
+            lost
+        };
+        for tx in lost {
+            let _ = tx.send(Err(Error::ConnectionLost));
+        }
+    }
+
+    /// No connection could be opened: every request queued fails with `e`
+    /// (those waiting for room get the next attempt).
+    fn fail_queued(&self, e: &Error) {
+        let lost: Vec<ReplyTx> = {
+            let mut o = self.lock();
             o.bytes.clear();
+            o.partial = 0;
+            o.unsent = 0;
             o.busy = false;
             let lost = o.slots.drain(..).collect();
-            // Requests still waiting for room were never sent: they go out
-            // on the next connection.
             self.admit(&mut o);
             lost
         };
@@ -204,7 +234,7 @@ pub(crate) async fn drive(
                 match connect_any(&cfg, &s, &mut next).await {
                     Ok(st) => st,
                     Err(e) => {
-                        conn.fail_all(&e);
+                        conn.fail_queued(&e);
                         continue;
                     }
                 }
@@ -225,7 +255,7 @@ pub(crate) async fn drive(
             cfg.reply_timeout,
         ));
         let open = write_requests(&conn, &st, reader).await;
-        conn.fail_all(&Error::ConnectionLost);
+        conn.end_connection();
         if !open {
             return;
         }
@@ -239,10 +269,15 @@ async fn write_requests(conn: &Conn, st: &TcpStream, mut reader: JoinHandle<()>)
     let open = loop {
         {
             let mut o = conn.lock();
+            if o.stream.is_none() {
+                break true; // The reader found the connection ended.
+            }
             if o.bytes.is_empty() {
                 o.busy = false;
             } else {
                 std::mem::swap(&mut o.bytes, &mut batch);
+                o.partial = 0;
+                o.unsent = 0;
             }
         }
         if !batch.is_empty() {
@@ -292,10 +327,13 @@ async fn read_replies(
     max: usize,
     silence: Duration,
 ) {
+    // However it ends, later requests queue for the next connection
+    // instead of going to this one.
+    let _ended = Ended(&conn, generation);
     let mut buf = Vec::with_capacity(64 << 10);
     // Checked in quarters of the timeout: a request sent in the middle of
     // a quarter still gets most of its time.
-    let mut tick = tokio::time::interval(silence / 4);
+    let mut tick = tokio::time::interval((silence / 4).max(Duration::from_millis(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     let (mut heard, mut quiet) = (false, 0u32);
@@ -338,6 +376,18 @@ async fn read_replies(
     }
 }
 
+/// Marks connection `.1` ended when its reader stops (or is aborted).
+struct Ended<'a>(&'a Conn, u64);
+
+impl Drop for Ended<'_> {
+    fn drop(&mut self) {
+        let mut o = self.0.lock();
+        if o.generation == self.1 {
+            o.stream = None;
+        }
+    }
+}
+
 fn answer(body: &[u8], s: &Session) -> Result<Answer, Error> {
     let reply = Reply::decode(body).map_err(|e: DecodeError| Error::Protocol(e.to_string()))?;
     match reply {
@@ -361,5 +411,85 @@ fn answer(body: &[u8], s: &Session) -> Result<Answer, Error> {
             message: message.to_string(),
         }),
         Reply::Welcome { .. } => Err(Error::Protocol("unexpected Welcome".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(key: &[u8]) -> Request<'_> {
+        Request::Get { key }
+    }
+
+    fn frame(req: &Request<'_>) -> Vec<u8> {
+        let mut f = Vec::new();
+        req.encode(&mut f);
+        f
+    }
+
+    /// What the connection task does when it takes the queued bytes.
+    fn take_as_writer(c: &Conn) -> Vec<u8> {
+        let mut o = c.lock();
+        o.partial = 0;
+        o.unsent = 0;
+        std::mem::take(&mut o.bytes)
+    }
+
+    #[test]
+    fn requests_never_written_survive_a_broken_connection() {
+        let c = Conn::new(8);
+        let mut a = c.enqueue(&get(b"a"));
+        assert_eq!(take_as_writer(&c), frame(&get(b"a")));
+        let mut b = c.enqueue(&get(b"b"));
+        let mut d = c.enqueue(&get(b"d"));
+        c.end_connection();
+        // `a` was written: it may have been applied, so it fails.
+        assert!(matches!(a.try_recv(), Ok(Err(Error::ConnectionLost))));
+        // `b` and `d` reached nobody: queued for the next connection.
+        assert!(b.try_recv().is_err() && d.try_recv().is_err());
+        let o = c.lock();
+        assert_eq!(o.slots.len(), 2);
+        assert_eq!(o.bytes, [frame(&get(b"b")), frame(&get(b"d"))].concat());
+        assert!(o.busy, "the connection task is told to reconnect");
+    }
+
+    #[test]
+    fn the_rest_of_a_request_written_in_part_is_not_resent() {
+        let c = Conn::new(8);
+        let _a = c.enqueue(&get(b"a"));
+        let _b = c.enqueue(&get(b"b"));
+        {
+            // As after a direct write that took 3 bytes of `a`.
+            let mut o = c.lock();
+            let rest = o.bytes.len() - frame(&get(b"b")).len() - 3;
+            o.bytes.drain(..3);
+            o.partial = rest;
+            o.unsent = 1;
+        }
+        c.end_connection();
+        assert_eq!(c.lock().bytes, frame(&get(b"b")));
+    }
+
+    #[test]
+    fn no_reply_is_matched_to_a_request_not_written() {
+        let c = Conn::new(8);
+        let _a = c.enqueue(&get(b"a"));
+        let generation = c.lock().generation;
+        assert!(c.pop_slot(generation).is_none());
+        take_as_writer(&c);
+        assert!(c.pop_slot(generation).is_some());
+        assert!(c.pop_slot(generation + 1).is_none());
+    }
+
+    #[test]
+    fn a_failed_connect_fails_what_was_queued_and_admits_the_waiting() {
+        let c = Conn::new(1);
+        let mut a = c.enqueue(&get(b"a"));
+        let mut b = c.enqueue(&get(b"b"));
+        c.fail_queued(&Error::NoServer("none".into()));
+        assert!(matches!(a.try_recv(), Ok(Err(Error::NoServer(_)))));
+        assert!(b.try_recv().is_err());
+        assert_eq!(c.lock().bytes, frame(&get(b"b")));
     }
 }
