@@ -15,9 +15,9 @@ set grid ytics lw 0.5 lc rgb "#dddddd"
 set xlabel "write ratio"
 set tics nomirror
 set border 3
-# Room below every panel, so all three keep the same size and one shared
-# legend fits under them.
-set bmargin 8
+# The three panels share one legend, drawn by a full-width empty plot
+# below them (a panel's own key gets only a third of the width).
+LEGEND_H = 0.16
 
 # Log axes labelled at 1, 2 and 5 times each power of ten: a range of one
 # decade would otherwise get a single label. Two lists: SI-prefixed counts
@@ -40,22 +40,38 @@ range_of(file) = sprintf("set autoscale y; lo = 1e300; hi = 0; do for [c=2:nseri
 # One colour per series, the same in every panel.
 array colors[8] = ["#4477aa", "#88ccee", "#cc6677", "#ee99aa", "#228833", "#ddaa33", "#aa3377", "#bbbbbb"]
 
-set multiplot layout 1,3 title "Three-node clusters on one machine, closed-loop clients" font ",13"
+set multiplot title "Three-node clusters on one machine, closed-loop clients" font ",13"
+set size 1.0/3, 1 - LEGEND_H - 0.04
+unset key
 
+set origin 0, LEGEND_H
 set title "throughput (ops/s, log)"
 eval range_of(dir."/plot/throughput.dat")
 eval "set ytics (".tics_si.")"
-set key at screen 0.5, 0.01 center bottom horizontal maxcols 6 samplen 2 width 2
 plot for [i=2:nseries+1] dir."/plot/throughput.dat" using i:xtic(1) title columnhead(i) lc rgb colors[i-1]
 
-unset key
+set origin 1.0/3, LEGEND_H
 eval "set ytics (".tics_num.")"
 set title "read p99 latency (ms, log)"
 eval range_of(dir."/plot/read_p99.dat")
 plot for [i=2:nseries+1] dir."/plot/read_p99.dat" using i:xtic(1) title columnhead(i) lc rgb colors[i-1]
 
+set origin 2.0/3, LEGEND_H
 set title "write p99 latency (ms, log)"
 eval range_of(dir."/plot/write_p99.dat")
 plot for [i=2:nseries+1] dir."/plot/write_p99.dat" using i:xtic(1) title columnhead(i) lc rgb colors[i-1]
+
+set origin 0, 0
+set size 1, LEGEND_H
+unset title
+unset xlabel
+unset border
+unset tics
+unset grid
+unset logscale y
+set xrange [0:1]
+set yrange [0:1]
+set key center center horizontal maxrows 2 samplen 2 width 2
+plot for [i=2:nseries+1] dir."/plot/throughput.dat" using (NaN):(NaN) with boxes title columnhead(i) lc rgb colors[i-1]
 
 unset multiplot
