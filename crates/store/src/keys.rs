@@ -18,6 +18,26 @@
 //! or new state, never a mix.
 
 use crate::{ItemMeta, Store, StoreError};
+use std::cell::Cell;
+
+thread_local! {
+    /// An item-sized buffer per thread: a keyed read or write needs one for
+    /// the whole item, and allocating or zeroing it each time costs more
+    /// than the lookup.
+    static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's scratch buffer, `size` bytes long (its bytes
+/// are whatever the last use left). A nested call gets a buffer of its own.
+fn with_scratch<R>(size: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+    let mut buf = SCRATCH.with(Cell::take);
+    if buf.len() < size {
+        buf.resize(size, 0);
+    }
+    let r = f(&mut buf[..size]);
+    SCRATCH.with(|s| s.set(buf));
+    r
+}
 
 /// Longest key in bytes (its length is stored in one byte).
 pub const MAX_KEY_LEN: usize = 255;
@@ -33,7 +53,10 @@ const CHAINED: u8 = 2;
 
 /// The `u64` of `key`'s probe slot number `probe`.
 pub fn slot_key(key: &[u8], probe: u32) -> u64 {
-    xxhash_rust::xxh3::xxh3_64_with_seed(key, u64::from(probe)) | KEYED
+    let h = xxhash_rust::xxh3::xxh3_64_with_seed(key, u64::from(probe));
+    #[cfg(all(test, not(loom)))]
+    let h = h & tests::HASH_MASK.with(Cell::get);
+    h | KEYED
 }
 
 /// Whether `slot` is a keyed slot (not a built-in workload key).
@@ -92,21 +115,18 @@ impl Store {
     /// Copies `key`'s value into `out` (cleared first) and returns the meta of
     /// its item (`len` is the value's length); `None` if absent.
     pub fn get_keyed(&self, key: &[u8], out: &mut Vec<u8>) -> Option<ItemMeta> {
-        // `out` doubles as the item buffer: no allocation per read.
-        out.resize(self.value_size, 0);
-        let found = match self.find_keyed(key, out) {
-            Found::Key { meta, .. } => view(&out[..meta.len])
-                .filter(|v| v.flags & DELETED == 0)
-                .map(|v| (KEY_OVERHEAD + v.key.len(), v.value.len(), meta.zxid)),
-            Found::Absent { .. } => None,
-        };
-        let Some((start, len, zxid)) = found else {
-            out.clear();
-            return None;
-        };
-        out.copy_within(start..start + len, 0);
-        out.truncate(len);
-        Some(ItemMeta { zxid, len })
+        out.clear();
+        with_scratch(self.value_size, |buf| {
+            let Found::Key { meta, .. } = self.find_keyed(key, buf) else {
+                return None;
+            };
+            let v = view(&buf[..meta.len]).filter(|v| v.flags & DELETED == 0)?;
+            out.extend_from_slice(v.value);
+            Some(ItemMeta {
+                zxid: meta.zxid,
+                len: v.value.len(),
+            })
+        })
     }
 
     /// Walks `key`'s probe slots; `buf` ends holding the found item.
@@ -157,8 +177,17 @@ impl Store {
         if key.is_empty() || key.len() > MAX_KEY_LEN || item_len(key, value) > self.value_size {
             return Ok(KeyedOutcome::Invalid);
         }
-        let mut buf = vec![0u8; self.value_size];
-        let (probe, flags) = match self.find_keyed(key, &mut buf) {
+        with_scratch(self.value_size, |buf| self.put_keyed_in(buf, key, value, zxid))
+    }
+
+    fn put_keyed_in(
+        &self,
+        buf: &mut [u8],
+        key: &[u8],
+        value: &[u8],
+        zxid: u64,
+    ) -> Result<KeyedOutcome, StoreError> {
+        let (probe, flags) = match self.find_keyed(key, buf) {
             Found::Key { probe, flags, .. } => (probe, flags & CHAINED),
             Found::Absent {
                 tombstone: Some(t), ..
@@ -167,32 +196,31 @@ impl Store {
                 stop,
                 tombstone: None,
             } => {
-                let Some(free) = self.free_probe(key, stop, &mut buf) else {
+                let Some(free) = self.free_probe(key, stop, buf) else {
                     // Every probe slot holds another live key: refused, unchanged.
                     return Ok(KeyedOutcome::Full);
                 };
                 // Claim the item first: if the store is full, nothing changes.
-                let item = encode(&mut buf, 0, key, value);
+                let item = encode(buf, 0, key, value);
                 match self.put(slot_key(key, free), item, zxid) {
                     Err(StoreError::Full { .. }) => return Ok(KeyedOutcome::Full),
                     other => other?,
                 }
-                self.mark_chained(key, free)?;
+                self.mark_chained(key, free, buf)?;
                 return Ok(KeyedOutcome::Stored);
             }
         };
-        let item = encode(&mut buf, flags, key, value);
+        let item = encode(buf, flags, key, value);
         self.put(slot_key(key, probe), item, zxid)?;
         Ok(KeyedOutcome::Stored)
     }
 
     /// Every probe slot before `upto` was passed over by `key`: mark it so
     /// lookups walk on past it even once its own key is deleted.
-    fn mark_chained(&self, key: &[u8], upto: u32) -> Result<(), StoreError> {
-        let mut buf = vec![0u8; self.value_size];
+    fn mark_chained(&self, key: &[u8], upto: u32, buf: &mut [u8]) -> Result<(), StoreError> {
         for probe in 0..upto {
             let slot = slot_key(key, probe);
-            let Some(meta) = self.get(slot, &mut buf) else {
+            let Some(meta) = self.get(slot, buf) else {
                 continue;
             };
             if meta.len >= KEY_OVERHEAD && buf[0] & CHAINED == 0 {
@@ -208,8 +236,11 @@ impl Store {
         if key.is_empty() || key.len() > MAX_KEY_LEN {
             return Ok(KeyedOutcome::Invalid);
         }
-        let mut buf = vec![0u8; self.value_size];
-        let Found::Key { probe, flags, .. } = self.find_keyed(key, &mut buf) else {
+        with_scratch(self.value_size, |buf| self.delete_keyed_in(buf, key, zxid))
+    }
+
+    fn delete_keyed_in(&self, buf: &mut [u8], key: &[u8], zxid: u64) -> Result<KeyedOutcome, StoreError> {
+        let Found::Key { probe, flags, .. } = self.find_keyed(key, buf) else {
             return Ok(KeyedOutcome::Deleted(false));
         };
         if flags & DELETED != 0 {
@@ -217,7 +248,7 @@ impl Store {
         }
         let slot = slot_key(key, probe);
         if flags & CHAINED != 0 {
-            let item = encode(&mut buf, CHAINED | DELETED, key, &[]);
+            let item = encode(buf, CHAINED | DELETED, key, &[]);
             self.put(slot, item, zxid)?;
         } else {
             self.delete(slot, zxid)?;
@@ -240,6 +271,7 @@ fn encode<'b>(buf: &'b mut [u8], flags: u8, key: &[u8], value: &[u8]) -> &'b [u8
 mod tests {
     use super::*;
     use crate::StoreConfig;
+    use proptest::prelude::*;
 
     fn store(capacity: usize) -> Store {
         Store::new(StoreConfig {
@@ -310,6 +342,85 @@ mod tests {
         assert_eq!(get(&s, b"b"), None);
         assert_eq!(s.put_keyed(b"b", b"again", 4), Ok(KeyedOutcome::Stored));
         assert_eq!(get(&s, b"b").as_deref(), Some(&b"again"[..]));
+    }
+
+    #[derive(Clone, Debug)]
+    enum KeyedOp {
+        Put(usize, usize),
+        Delete(usize),
+        Get(usize),
+    }
+
+    fn keyed_op() -> impl Strategy<Value = KeyedOp> {
+        prop_oneof![
+            (0..KEYS.len(), 0..=40usize).prop_map(|(k, n)| KeyedOp::Put(k, n)),
+            (0..KEYS.len()).prop_map(KeyedOp::Delete),
+            (0..KEYS.len()).prop_map(KeyedOp::Get),
+        ]
+    }
+
+    const KEYS: [&[u8]; 6] = [b"a", b"b", b"key-2", b"a-much-longer-key-3", b"k4", b"z"];
+
+    thread_local! {
+        /// Narrows this test thread's probe-slot hashes, so that keys
+        /// collide as often as a test needs (63-bit hashes never do).
+        pub(super) static HASH_MASK: Cell<u64> = const { Cell::new(u64::MAX) };
+    }
+
+    proptest! {
+        /// Any mix of puts (values long and short, so the buffers reused
+        /// between calls hold stale bytes), deletes and gets matches a map,
+        /// with keys colliding on narrowed hashes and foreign items
+        /// squatting on some keys' first probe slots (chains, tombstones).
+        #[test]
+        fn keyed_ops_match_a_map(
+            ops in proptest::collection::vec(keyed_op(), 1..120),
+            squat in any::<u8>(),
+            bits in 2..6u32,
+        ) {
+            // 4 to 32 slots for 6 keys of 8 probes each: collisions,
+            // chains and tombstones on most runs.
+            HASH_MASK.with(|m| m.set((1 << bits) - 1));
+            let s = store(64);
+            let mut buf = vec![0u8; 64];
+            for (i, k) in KEYS.iter().enumerate() {
+                if squat & (1 << i) != 0 {
+                    let item = encode(&mut buf, 0, b"squatter", b"sv").to_vec();
+                    s.put(slot_key(k, 0), &item, 1).expect("plant");
+                }
+            }
+            let mut model: std::collections::BTreeMap<usize, (Vec<u8>, u64)> = Default::default();
+            for (z, op) in ops.into_iter().enumerate() {
+                let zxid = 10 + z as u64;
+                match op {
+                    KeyedOp::Put(k, n) => {
+                        let v: Vec<u8> = (0..n).map(|b| (b as u8) ^ (z as u8)).collect();
+                        match s.put_keyed(KEYS[k], &v, zxid) {
+                            Ok(KeyedOutcome::Stored) => {
+                                model.insert(k, (v, zxid));
+                            }
+                            // Every probe slot of a new key holds another
+                            // key (likely on narrowed hashes): refused,
+                            // nothing changed. An update is never refused.
+                            Ok(KeyedOutcome::Full) => prop_assert!(!model.contains_key(&k)),
+                            other => prop_assert!(false, "put: {:?}", other),
+                        }
+                    }
+                    KeyedOp::Delete(k) => {
+                        let existed = model.remove(&k).is_some();
+                        prop_assert_eq!(s.delete_keyed(KEYS[k], zxid), Ok(KeyedOutcome::Deleted(existed)));
+                    }
+                    KeyedOp::Get(k) => {
+                        let mut out = vec![0xAA; 7];
+                        let got = s.get_keyed(KEYS[k], &mut out).map(|m| (out.clone(), m.zxid));
+                        prop_assert_eq!(got, model.get(&k).cloned());
+                    }
+                }
+            }
+            for (k, key) in KEYS.iter().enumerate() {
+                prop_assert_eq!(get(&s, key), model.get(&k).map(|(v, _)| v.clone()));
+            }
+        }
     }
 
     #[test]
