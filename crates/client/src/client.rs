@@ -1,10 +1,10 @@
 //! The async client: one TCP connection per [`Client`], shared by clones,
 //! with every request pipelined on it (the connection's machinery is in
-//! `conn.rs`). When the connection
-//! breaks, requests in flight fail with [`Error::ConnectionLost`] (a write
-//! among them may or may not have been applied, as in ZooKeeper) and the
-//! next request reconnects to the next server, continuing the session: the
-//! new replica answers only once it has applied everything the session saw.
+//! `conn.rs`). When the connection breaks, requests written to it fail with
+//! [`Error::ConnectionLost`] (a write among them may or may not have been
+//! applied, as in ZooKeeper); requests not yet written, and the next ones,
+//! go to the next server, continuing the session: the new replica answers
+//! only once it has applied everything the session saw.
 
 use crate::conn::{Answer, Conn, drive};
 use crate::protocol::{ErrorCode, ReadFrameError, Reply, Request, WriteOutcome};
