@@ -68,6 +68,12 @@ def pair(report, kind):
     return "-" if p50 is None else f"{p50:,} / {p99:,}"
 
 
+def cores(report):
+    """The load generator's own CPU over the measured window, in cores."""
+    cpu = report.get("loadgen_cpu")
+    return "-" if not cpu else f"{cpu['cores']:.2f}"
+
+
 def package_version(name):
     try:
         out = subprocess.run(
@@ -88,25 +94,26 @@ def write_markdown(runs, out, title):
         "",
         f"{title}. Three-node clusters on loopback, closed-loop clients spread",
         "round-robin over the nodes. Latencies in microseconds (HDR histograms).",
+        "The load generator shares the machine: its own CPU is in the last column.",
         f"ZooKeeper {package_version('zookeeper')} and etcd {package_version('etcd-server')}",
         "(Debian packages); etcd reads are linearizable (its default), ZooKeeper",
         "and rzab reads are served by the node the client is connected to.",
         f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by scripts/compare.sh.",
         "",
         "| system | storage | write ratio | inflight | ops/s | read p50 / p99 (us) "
-        "| write p50 / p99 (us) | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| write p50 / p99 (us) | errors | load generator cores |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in runs:
         head = f"| {r['system']} | {r['storage']} | {r['ratio']} | {r['inflight']} "
         rep = r["report"]
         if rep is None:
-            lines.append(head + "| failed | - | - | - |")
+            lines.append(head + "| failed | - | - | - | - |")
             continue
         lines.append(
             head
             + f"| {rep['ops_per_sec']:,.0f} | {pair(rep, 'read')} "
-            + f"| {pair(rep, 'write')} | {rep['errors']} |"
+            + f"| {pair(rep, 'write')} | {rep['errors']} | {cores(rep)} |"
         )
     lines.append("")
     lines += ratio_lines(runs)

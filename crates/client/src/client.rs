@@ -231,6 +231,8 @@ pub(crate) async fn connect_any(
             Ok(Err(Error::Server { code, message })) if fatal(code) => {
                 return Err(Error::Server { code, message });
             }
+            // The address's own reason, not "no server reachable" again.
+            Ok(Err(Error::NoServer(m))) => why.push(format!("{addr}: {m}")),
             Ok(Err(e)) => why.push(format!("{addr}: {e}")),
             Err(_) => why.push(format!("{addr}: no answer within {:?}", cfg.connect_timeout)),
         }

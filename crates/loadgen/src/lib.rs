@@ -6,6 +6,7 @@
 //! [`Report`] and writes its JSON.
 
 mod args;
+mod cpu;
 pub mod null_server;
 mod report;
 mod runner;

@@ -2,6 +2,7 @@
 //! produced them; printed as a table and written as JSON.
 
 use crate::args::LoadArgs;
+use crate::cpu::CpuUse;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -102,6 +103,9 @@ pub struct Report {
     pub writes_per_sec: f64,
     pub read_latency_us: LatencySummary,
     pub write_latency_us: LatencySummary,
+    /// The load generator's own CPU over the measured window (it shares
+    /// the machine with the servers when both run on one host).
+    pub loadgen_cpu: Option<CpuUse>,
 }
 
 /// Raw counts from the runner, turned into a [`Report`] by [`Report::new`].
@@ -112,6 +116,7 @@ pub struct Measurements {
     pub warmup_ops: u64,
     pub reads: Histogram<u64>,
     pub writes: Histogram<u64>,
+    pub cpu: Option<CpuUse>,
 }
 
 impl Report {
@@ -139,6 +144,7 @@ impl Report {
             writes_per_sec: per_sec(writes),
             read_latency_us: LatencySummary::from_histogram(&m.reads),
             write_latency_us: LatencySummary::from_histogram(&m.writes),
+            loadgen_cpu: m.cpu,
         }
     }
 
@@ -193,6 +199,13 @@ impl Report {
                 name, l.count, l.mean, l.p50, l.p90, l.p99, l.p999, l.max
             );
         }
+        if let Some(c) = &self.loadgen_cpu {
+            let _ = writeln!(
+                s,
+                "load generator CPU {:.2} cores (user {:.2} s, system {:.2} s over the measured window)",
+                c.cores, c.user_secs, c.system_secs
+            );
+        }
         s
     }
 }
@@ -214,6 +227,11 @@ mod tests {
             warmup_ops: 10,
             reads,
             writes,
+            cpu: Some(CpuUse {
+                user_secs: 0.5,
+                system_secs: 1.0,
+                cores: 0.75,
+            }),
         };
         let args = LoadArgs::try_parse_flags(["--backend=etcd", "--servers=127.0.0.1:2379"]).unwrap();
         Report::new("etcd", WorkloadParams::from_args(&args), &m)
@@ -273,6 +291,9 @@ mod tests {
         ] {
             assert!(v[k].is_number(), "{k}: {}", v[k]);
         }
+        for k in ["user_secs", "system_secs", "cores"] {
+            assert!(v["loadgen_cpu"][k].is_number(), "loadgen_cpu.{k}");
+        }
         for h in ["read_latency_us", "write_latency_us"] {
             for k in ["count", "mean", "p50", "p90", "p99", "p999", "max"] {
                 assert!(v[h][k].is_number(), "{h}.{k}");
@@ -301,6 +322,7 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("p99.9"), "{t}");
+        assert!(t.contains("load generator CPU 0.75 cores"), "{t}");
         assert!(
             t.lines().any(|l| l.starts_with("read us") && l.contains("990")),
             "{t}"

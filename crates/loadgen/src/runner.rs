@@ -2,6 +2,7 @@
 //! keys, then `clients x inflight` closed loops for warm-up plus measurement.
 
 use crate::args::LoadArgs;
+use crate::cpu::{CpuUse, process_cpu, used};
 use crate::report::{Measurements, Report, WorkloadParams, new_histogram};
 use crate::workload::{Op, OpStream, key_name, loop_seed, value_bytes, write_key};
 use futures_util::StreamExt as _;
@@ -307,6 +308,7 @@ async fn measure<B: KvBackend>(args: &LoadArgs, clients: Vec<B>) -> Result<Measu
             .map(|_| AtomicU64::new(0))
             .collect(),
     });
+    let cpu = tokio::spawn(sample_cpu(measure_from, until));
     let mut tasks = JoinSet::new();
     let hists: Vec<_> = (0..clients.len())
         .map(|_| {
@@ -338,21 +340,26 @@ async fn measure<B: KvBackend>(args: &LoadArgs, clients: Vec<B>) -> Result<Measu
         }
     }
     let stats = tokio::select! {
-        r = join_all_tasks(&mut tasks) => r?,
+        r = join_all_tasks(&mut tasks) => r,
         () = watchdog(&plan, &shared) => {
             tasks.abort_all();
-            return Err(shared.error_summary());
+            Err(shared.error_summary())
         }
     };
-    if shared.stopped() {
-        return Err(shared.error_summary());
-    }
+    let stats = match stats {
+        Ok(s) if !shared.stopped() => s,
+        failed => {
+            cpu.abort();
+            return Err(failed.err().unwrap_or_else(|| shared.error_summary()));
+        }
+    };
     let mut m = Measurements {
         measured_secs: args.duration,
         errors: 0,
         warmup_ops: 0,
         reads: new_histogram(),
         writes: new_histogram(),
+        cpu: cpu.await.ok().flatten(),
     };
     for s in stats {
         m.errors += s.errors;
@@ -370,6 +377,15 @@ async fn measure<B: KvBackend>(args: &LoadArgs, clients: Vec<B>) -> Result<Measu
             .map_err(|e| format!("merging histograms: {e}"))?;
     }
     Ok(m)
+}
+
+/// The process's CPU use from `from` to `until` (the measured window).
+async fn sample_cpu(from: Instant, until: Instant) -> Option<CpuUse> {
+    tokio::time::sleep_until(from).await;
+    let (t0, before) = (Instant::now(), process_cpu()?);
+    tokio::time::sleep_until(until).await;
+    let after = process_cpu()?;
+    Some(used(before, after, t0.elapsed().as_secs_f64()))
 }
 
 /// One closed loop: issue a request, wait for it, record it, repeat until

@@ -34,7 +34,7 @@ impl RzabBackend {
         let mut cfg = ClientConfig::new(addrs);
         cfg.max_inflight = inflight.max(1);
         cfg.token = token.map(|t| t.as_bytes().to_vec());
-        let client = Client::connect(cfg).await.map_err(|e| format!("rzab: {e}"))?;
+        let client = Client::connect(cfg).await.map_err(|e| e.to_string())?;
         Ok(RzabBackend { client })
     }
 }
