@@ -60,8 +60,6 @@ pub enum Error {
     Server { code: ErrorCode, message: String },
     #[error("protocol error: {0}")]
     Protocol(String),
-    #[error("client closed")]
-    Closed,
     #[error("invalid request: {0}")]
     Invalid(String),
 }

@@ -164,6 +164,18 @@ impl Conn {
     /// ConnectionLost; the ones nothing of which was written go out on the
     /// next connection, before those waiting for room.
     fn end_connection(&self) {
+        self.fail(&Error::ConnectionLost, true);
+    }
+
+    /// No connection could be opened: every request queued fails with `e`
+    /// (those waiting for room get the next attempt).
+    fn fail_queued(&self, e: &Error) {
+        self.fail(e, false);
+    }
+
+    /// Fails the requests written, and unless `keep_unsent` also those
+    /// queued to be; then admits waiting ones into the room made.
+    fn fail(&self, e: &Error, keep_unsent: bool) {
         let lost: Vec<ReplyTx> = {
             let mut o = self.lock();
             o.stream = None;
@@ -171,26 +183,12 @@ impl Conn {
             o.busy = false;
             let partial = std::mem::take(&mut o.partial);
             o.bytes.drain(..partial);
+            if !keep_unsent {
+                o.bytes.clear();
+                o.unsent = 0;
+            }
             let sent = o.slots.len() - o.unsent;
             let lost = o.slots.drain(..sent).collect();
-            self.admit(&mut o);
-            lost
-        };
-        for tx in lost {
-            let _ = tx.send(Err(Error::ConnectionLost));
-        }
-    }
-
-    /// No connection could be opened: every request queued fails with `e`
-    /// (those waiting for room get the next attempt).
-    fn fail_queued(&self, e: &Error) {
-        let lost: Vec<ReplyTx> = {
-            let mut o = self.lock();
-            o.bytes.clear();
-            o.partial = 0;
-            o.unsent = 0;
-            o.busy = false;
-            let lost = o.slots.drain(..).collect();
             self.admit(&mut o);
             lost
         };

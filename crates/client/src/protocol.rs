@@ -224,7 +224,8 @@ fn frame(out: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
 }
 
 fn put_key(out: &mut Vec<u8>, key: &[u8]) {
-    // Longer keys are refused before encoding (see `Request::check`).
+    // Longer keys are refused before encoding (the client's and the
+    // server's key limits are far below this).
     let n = key.len().min(u16::MAX as usize);
     out.extend_from_slice(&(n as u16).to_le_bytes());
     out.extend_from_slice(&key[..n]);
@@ -311,12 +312,6 @@ impl<'a> Request<'a> {
         };
         r.end()?;
         Ok((req, version))
-    }
-
-    /// Whether the key is readable as a request key at all (lengths past
-    /// the wire's `u16` cannot be encoded).
-    pub fn key_fits(key: &[u8]) -> bool {
-        key.len() <= u16::MAX as usize
     }
 }
 
