@@ -353,7 +353,13 @@ impl<'a> Reply<'a> {
             Reply::Error { code, message } => {
                 o.push(R_ERROR);
                 o.push(code as u8);
-                put_key(o, &message.as_bytes()[..message.len().min(1024)]);
+                // At most 1 KiB, cut on a character boundary (the
+                // receiver checks it is UTF-8).
+                let mut n = message.len().min(1024);
+                while !message.is_char_boundary(n) {
+                    n -= 1;
+                }
+                put_key(o, &message.as_bytes()[..n]);
             }
         });
     }
@@ -462,6 +468,21 @@ mod tests {
                 b
             }
             other => panic!("not one frame: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_long_error_text_is_cut_on_a_character_boundary() {
+        let text = format!("{}é and more", "a".repeat(1023));
+        let mut out = Vec::new();
+        Reply::Error {
+            code: ErrorCode::Internal,
+            message: &text,
+        }
+        .encode(&mut out);
+        match Reply::decode(body(&out)) {
+            Ok(Reply::Error { message, .. }) => assert_eq!(message, "a".repeat(1023)),
+            other => panic!("{other:?}"),
         }
     }
 
