@@ -3,6 +3,8 @@
 //! waiting sends nothing), and every one is answered once the server
 //! replies.
 
+mod common;
+
 use rzab_client::protocol::{Reply, Request, next_frame};
 use rzab_client::{Client, ClientConfig};
 use std::io::{Read, Write};
@@ -52,15 +54,7 @@ fn count_requests(s: &mut TcpStream, count: &AtomicUsize, keys: &Mutex<Vec<Vec<u
             match Request::decode(body) {
                 Ok((Request::Hello { .. }, _)) => {
                     let mut out = Vec::new();
-                    Reply::Welcome {
-                        session: 1,
-                        zxid: 0,
-                        node: 0,
-                        max_key: 64,
-                        max_value: 1024,
-                        max_inflight: 16,
-                    }
-                    .encode(&mut out);
+                    common::WELCOME.encode(&mut out);
                     let _ = s.write_all(&out);
                 }
                 Ok((Request::Get { key }, _)) => {
@@ -102,6 +96,12 @@ async fn settles_at(received: &AtomicUsize, n: usize) {
     assert_eq!(received.load(Ordering::SeqCst), n);
 }
 
+async fn bounded_client(server: &HeldServer, max_inflight: usize) -> Client {
+    let mut cfg = ClientConfig::new(vec![server.addr]);
+    cfg.max_inflight = max_inflight;
+    Client::connect(cfg).await.expect("admitted")
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -114,9 +114,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn requests_past_max_inflight_wait_for_replies() {
     let server = held_server();
     runtime().block_on(async {
-        let mut cfg = ClientConfig::new(vec![server.addr]);
-        cfg.max_inflight = 2;
-        let c = Client::connect(cfg).await.expect("admitted");
+        let c = bounded_client(&server, 2).await;
         // One task polls the calls in order: they are issued in order.
         let calls = tokio::spawn({
             let c = c.clone();
@@ -144,9 +142,7 @@ fn requests_past_max_inflight_wait_for_replies() {
 fn a_caller_that_gives_up_waiting_leaves_no_trace() {
     let server = held_server();
     runtime().block_on(async {
-        let mut cfg = ClientConfig::new(vec![server.addr]);
-        cfg.max_inflight = 1;
-        let c = Client::connect(cfg).await.expect("admitted");
+        let c = bounded_client(&server, 1).await;
         let first = tokio::spawn({
             let c = c.clone();
             async move { c.get(b"a").await }

@@ -2,6 +2,8 @@
 //! flight fail with ConnectionLost after the reply timeout instead of
 //! waiting for ever, and a server that refuses the token is not retried.
 
+mod common;
+
 use rzab_client::protocol::{ErrorCode, Reply, Request, next_frame};
 use rzab_client::{Client, ClientConfig, Error};
 use std::io::{Read, Write};
@@ -44,14 +46,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn a_silent_server_fails_requests_after_the_reply_timeout() {
-    let addr = fake_server(Reply::Welcome {
-        session: 1,
-        zxid: 0,
-        node: 0,
-        max_key: 64,
-        max_value: 1024,
-        max_inflight: 16,
-    });
+    let addr = fake_server(common::WELCOME);
     runtime().block_on(async {
         let mut cfg = ClientConfig::new(vec![addr]);
         cfg.reply_timeout = Duration::from_millis(400);

@@ -82,23 +82,23 @@ pub(crate) async fn serve(stream: TcpStream, ctx: Arc<Ctx>) {
     let (mut rd, mut wr) = stream.into_split();
     let mut buf = Vec::new();
     let mut out = Vec::new();
-    let (session, seen) = match handshake(&mut rd, &mut buf, &ctx).await {
-        Ok(s) => s,
+    let admitted = handshake(&mut rd, &mut buf, &ctx)
+        .await
+        .and_then(|(session, seen)| {
+            let slot = ctx
+                .slots
+                .acquire()
+                .ok_or_else(|| refuse(ErrorCode::Busy, "no free client slot at this node"))?;
+            Ok((session, seen, slot))
+        });
+    let (session, seen, slot) = match admitted {
+        Ok(a) => a,
         Err(r) => {
             ctx.stats.refused.fetch_add(1, Ordering::Relaxed);
             error_reply(&mut out, &r);
             let _ = wr.write_all(&out).await;
             return;
         }
-    };
-    let Some(slot) = ctx.slots.acquire() else {
-        ctx.stats.refused.fetch_add(1, Ordering::Relaxed);
-        error_reply(
-            &mut out,
-            &refuse(ErrorCode::Busy, "no free client slot at this node"),
-        );
-        let _ = wr.write_all(&out).await;
-        return;
     };
     Reply::Welcome {
         session,
