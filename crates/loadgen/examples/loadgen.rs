@@ -17,17 +17,5 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    // Bad values exit 2 like clap's own usage errors; a failed run exits 1.
-    if let Err(e) = cli.load.validate() {
-        eprintln!("loadgen: {e}");
-        return ExitCode::from(2);
-    }
-    match rzab_loadgen::run(&cli.load) {
-        Ok(_) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("loadgen: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    rzab_loadgen::main(&Cli::parse().load, "loadgen: ")
 }

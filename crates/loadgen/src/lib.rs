@@ -45,6 +45,22 @@ pub fn run(args: &LoadArgs) -> Result<Report, String> {
     Ok(report)
 }
 
+/// [`run`] for a command line: bad values exit 2 like usage errors, a
+/// failed run exits 1; messages start with `prefix`.
+pub fn main(args: &LoadArgs, prefix: &str) -> std::process::ExitCode {
+    if let Err(e) = args.validate() {
+        eprintln!("{prefix}{e}");
+        return std::process::ExitCode::from(2);
+    }
+    match run(args) {
+        Ok(_) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{prefix}{e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 async fn run_selected(args: &LoadArgs) -> Result<Report, String> {
     match args.backend {
         Backend::Rzab => {

@@ -5,6 +5,7 @@ use crate::args::LoadArgs;
 use crate::cpu::{CpuUse, process_cpu, used};
 use crate::report::{Measurements, Report, WorkloadParams, new_histogram};
 use crate::workload::{Op, OpStream, key_name, loop_seed, value_bytes, write_key};
+use crossbeam_utils::CachePadded;
 use futures_util::StreamExt as _;
 use futures_util::stream;
 use hdrhistogram::Histogram;
@@ -267,7 +268,9 @@ struct LoopPlan {
     /// Per loop: when its request in flight began (ns since `start`, plus
     /// one), or 0. A watchdog reads them: one timer for the run instead of
     /// one per request.
-    in_flight: Vec<AtomicU64>,
+    /// One per loop, padded: loops on different threads store here on
+    /// every request and must not share cache lines.
+    in_flight: Vec<CachePadded<AtomicU64>>,
 }
 
 impl LoopPlan {
@@ -305,7 +308,7 @@ async fn measure<B: KvBackend>(args: &LoadArgs, clients: Vec<B>) -> Result<Measu
         measure_from,
         until,
         in_flight: (0..args.clients * args.inflight)
-            .map(|_| AtomicU64::new(0))
+            .map(|_| CachePadded::new(AtomicU64::new(0)))
             .collect(),
     });
     let cpu = tokio::spawn(sample_cpu(measure_from, until));
@@ -416,14 +419,17 @@ async fn load_loop<B: KvBackend>(
         if began >= plan.until {
             break;
         }
-        let op = ops.next_op();
-        let (Op::Read(k) | Op::Write(k)) = op;
+        let (read, k) = match ops.next_op() {
+            Op::Read(k) => (true, k),
+            Op::Write(k) => (false, k),
+        };
         write_key(&mut key, k);
         let mark = &plan.in_flight[index];
         mark.store(plan.ns(began), Ordering::Relaxed);
-        let result = match op {
-            Op::Read(_) => client.get(&key).await,
-            Op::Write(_) => client.put(&key, &value).await,
+        let result = if read {
+            client.get(&key).await
+        } else {
+            client.put(&key, &value).await
         };
         mark.store(0, Ordering::Relaxed);
         let ended = Instant::now();
@@ -433,14 +439,14 @@ async fn load_loop<B: KvBackend>(
                 ok += 1;
                 if measured {
                     let us = (ended - began).as_micros().max(1);
-                    st.record(matches!(op, Op::Read(_)), u64::try_from(us).unwrap_or(u64::MAX));
+                    st.record(read, u64::try_from(us).unwrap_or(u64::MAX));
                 } else if began < plan.measure_from {
                     st.warmup_ops += 1;
                 }
             }
             Err(e) => {
                 shared.successes(std::mem::take(&mut ok));
-                let verb = if matches!(op, Op::Read(_)) { "get" } else { "put" };
+                let verb = if read { "get" } else { "put" };
                 let what = format!("{verb} {}", show(&key));
                 match e.strip_prefix(CONNECTION_LOST) {
                     Some(cause) => shared.failure(format!("{CONNECTION_LOST}{what}: {cause}"), false),

@@ -315,9 +315,28 @@ pub fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> Resu
     })
 }
 
-fn fail_config(msg: impl std::fmt::Display) -> ExitCode {
+/// Bad input: one line, exit code 2.
+pub fn fail_config(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("rzab: error: {msg}");
     ExitCode::from(2)
+}
+
+/// Loads a cluster file; a bad one is bad input.
+pub fn load_cluster(path: &std::path::Path) -> Result<rzab_node::cluster::ClusterFile, ExitCode> {
+    rzab_node::cluster::ClusterFile::load(path)
+        .map_err(|e| fail_config(format_args!("invalid cluster file, {}: {}", e.field, e.reason)))
+}
+
+/// A flag that SIGINT or SIGTERM sets (for commands that run until told).
+pub fn stop_on_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>, ExitCode> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+            eprintln!("rzab: error: cannot handle signal {sig}: {e}");
+            return Err(ExitCode::FAILURE);
+        }
+    }
+    Ok(stop)
 }
 
 pub fn bench(args: BenchArgs) -> ExitCode {

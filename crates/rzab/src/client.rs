@@ -1,14 +1,12 @@
 //! `rzab serve` (a node serving external clients) and the client commands
 //! `rzab get|put|delete --cluster FILE KEY [VALUE]`.
 
+use crate::cli::{fail_config, load_cluster, stop_on_signals};
 use clap::Args;
 use rzab_client::blocking::Client;
 use rzab_client::{ClientConfig, Error};
-use rzab_node::cluster::ClusterFile;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -37,25 +35,15 @@ pub struct ClientArgs {
     pub value: Option<String>,
 }
 
-fn load(path: &std::path::Path) -> Result<ClusterFile, ExitCode> {
-    ClusterFile::load(path).map_err(|e| {
-        eprintln!("rzab: error: invalid cluster file, {}: {}", e.field, e.reason);
-        ExitCode::from(2)
-    })
-}
-
 pub fn serve(args: ServeArgs) -> ExitCode {
-    let file = match load(&args.config) {
+    let file = match load_cluster(&args.config) {
         Ok(f) => f,
         Err(code) => return code,
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
-            eprintln!("rzab: error: cannot handle signal {sig}: {e}");
-            return ExitCode::FAILURE;
-        }
-    }
+    let stop = match stop_on_signals() {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     let mut stdout = std::io::stdout();
     match rzab_node::process::serve_node(&file, args.id, &mut stdout, &stop) {
         Ok(o) if o.errors.is_empty() => ExitCode::SUCCESS,
@@ -79,17 +67,17 @@ pub enum Verb {
 }
 
 pub fn run(verb: Verb, args: ClientArgs) -> ExitCode {
-    let file = match load(&args.cluster) {
+    let file = match load_cluster(&args.cluster) {
         Ok(f) => f,
         Err(code) => return code,
     };
     match (verb, &args.value) {
-        (Verb::Put, None) => return usage("put needs a KEY and a VALUE"),
-        (Verb::Get | Verb::Delete, Some(_)) => return usage("only put takes a VALUE"),
+        (Verb::Put, None) => return fail_config("put needs a KEY and a VALUE"),
+        (Verb::Get | Verb::Delete, Some(_)) => return fail_config("only put takes a VALUE"),
         _ => {}
     }
     if args.sync && verb != Verb::Get {
-        return usage("--sync is for get");
+        return fail_config("--sync is for get");
     }
     let mut cfg = ClientConfig::new(file.client_addrs());
     cfg.token = args.token.or(file.client.token).map(String::into_bytes);
@@ -100,8 +88,8 @@ pub fn run(verb: Verb, args: ClientArgs) -> ExitCode {
     };
     let key = args.key.as_bytes();
     let result = match verb {
-        Verb::Get if args.sync => client.sync_get(key).map(|v| show(v, args.sync)),
-        Verb::Get => client.get(key).map(|v| show(v, args.sync)),
+        Verb::Get if args.sync => client.sync_get(key).map(show),
+        Verb::Get => client.get(key).map(show),
         Verb::Put => client
             .put(key, args.value.unwrap_or_default().as_bytes())
             .map(|z| format!("ok zxid {z:#x}")),
@@ -120,16 +108,11 @@ pub fn run(verb: Verb, args: ClientArgs) -> ExitCode {
     }
 }
 
-fn show(v: Option<rzab_client::Versioned>, _sync: bool) -> String {
+fn show(v: Option<rzab_client::Versioned>) -> String {
     match v {
         Some(v) => String::from_utf8_lossy(&v.value).into_owned(),
         None => "(not found)".to_string(),
     }
-}
-
-fn usage(why: &str) -> ExitCode {
-    eprintln!("rzab: error: {why}");
-    ExitCode::from(2)
 }
 
 fn failed(e: &Error) -> ExitCode {

@@ -3,21 +3,9 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 pub fn run(args: rzab_loadgen::LoadArgs) -> ExitCode {
-    if let Err(e) = args.validate() {
-        eprintln!("rzab: error: {e}");
-        return ExitCode::from(2);
-    }
-    match rzab_loadgen::run(&args) {
-        Ok(_) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("rzab: error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    rzab_loadgen::main(&args, "rzab: error: ")
 }
 
 #[derive(clap::Args, Debug)]
@@ -29,13 +17,10 @@ pub struct NullServerArgs {
 
 /// Serves until SIGINT or SIGTERM.
 pub fn null_server(args: NullServerArgs) -> ExitCode {
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
-            eprintln!("rzab: error: cannot handle signal {sig}: {e}");
-            return ExitCode::FAILURE;
-        }
-    }
+    let stop = match crate::cli::stop_on_signals() {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     let ready = |a: SocketAddr| println!("null server listening on {a}");
     match rzab_loadgen::null_server::serve(args.listen, stop, ready) {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,7 +2,6 @@
 
 use crate::cli::write_json;
 use clap::Args;
-use rzab_node::cluster::ClusterFile;
 use rzab_node::process::run_node;
 use rzab_node::report::{Percentiles, Rates};
 use rzab_transport::netbench::{self, NetBenchConfig};
@@ -36,12 +35,9 @@ pub struct NodeArgs {
 }
 
 pub fn node(args: NodeArgs) -> ExitCode {
-    let mut file = match ClusterFile::load(&args.config) {
+    let mut file = match crate::cli::load_cluster(&args.config) {
         Ok(f) => f,
-        Err(e) => {
-            eprintln!("rzab: error: invalid cluster file, {}: {}", e.field, e.reason);
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     // This process's own settings: not part of the file's digest.
     file.local.rdma_device = args.rdma_device;
