@@ -161,7 +161,8 @@ build() {
         cargo build --release -q -p rzab-loadgen --features compare --example loadgen
         LOADGEN=$ROOT/target/release/examples/loadgen
     fi
-    if [[ -z ${LOADGEN:-} || $SKIP_RZAB != 1 ]]; then
+    # rzab itself, the null servers, or the default load generator need it.
+    if [[ -z ${LOADGEN:-} || $SKIP_RZAB != 1 || $SKIP_CEILING != 1 ]]; then
         log "building target/release/rzab (feature compare)"
         cargo build --release -q -p rzab --features compare
     fi
@@ -269,11 +270,14 @@ zk_serving() {
     tcp_ask "$1" srvr | grep -Eq '^Mode: (leader|follower)'
 }
 
-zk_servers() {
+# loopback_servers PORT...: "127.0.0.1:PORT,..." for the load generator.
+loopback_servers() {
     local p out=()
-    for p in "${ZK_CLIENT_PORTS[@]}"; do out+=("127.0.0.1:$p"); done
+    for p in "$@"; do out+=("127.0.0.1:$p"); done
     (IFS=,; echo "${out[*]}")
 }
+
+zookeeper_servers() { loopback_servers "${ZK_CLIENT_PORTS[@]}"; }
 
 # ---------------------------------------------------------------- etcd
 
@@ -306,11 +310,7 @@ etcd_healthy() {
         endpoint health >/dev/null 2>&1
 }
 
-etcd_servers() {
-    local p out=()
-    for p in "${ETCD_CLIENT_PORTS[@]}"; do out+=("127.0.0.1:$p"); done
-    (IFS=,; echo "${out[*]}")
-}
+etcd_servers() { loopback_servers "${ETCD_CLIENT_PORTS[@]}"; }
 
 # ---------------------------------------------------------------- rzab
 
@@ -378,23 +378,20 @@ fs=$(df --output=fstype "$DISK_DATA" | tail -n 1)
 [[ $fs != tmpfs ]] || die "$DISK_DATA is on tmpfs; set OUT to a directory on disk"
 log "disk data in $DISK_DATA ($fs), tmpfs data in $SHM_DATA; ${DURATION}s runs after ${WARMUP}s warm-up"
 
-if [[ $SKIP_ZOOKEEPER != 1 ]]; then
+# run_stored SYSTEM: the matrix against SYSTEM once per storage pass, each
+# on a fresh ensemble (start_SYSTEM, SYSTEM_servers).
+run_stored() {
+    local system=$1 storage
     for storage in $STORAGES; do
-        start_zookeeper "$storage"
-        run_matrix zookeeper "$storage" "$(zk_servers)"
+        "start_$system" "$storage"
+        run_matrix "$system" "$storage" "$("${system}_servers")"
         stop_all
-        rm -rf "$(data_root "$storage")/zookeeper"
+        rm -rf "$(data_root "$storage")/$system"
     done
-fi
+}
 
-if [[ $SKIP_ETCD != 1 ]]; then
-    for storage in $STORAGES; do
-        start_etcd "$storage"
-        run_matrix etcd "$storage" "$(etcd_servers)"
-        stop_all
-        rm -rf "$(data_root "$storage")/etcd"
-    done
-fi
+[[ $SKIP_ZOOKEEPER == 1 ]] || run_stored zookeeper
+[[ $SKIP_ETCD == 1 ]] || run_stored etcd
 
 if [[ $SKIP_RZAB != 1 ]]; then
     start_rzab
@@ -413,7 +410,7 @@ if [[ $SKIP_CEILING != 1 ]]; then
 fi
 
 python3 "$HERE/report.py" "$MANIFEST" "$OUT" \
-    --title "32 clients, 10k keys, ${VALUE_SIZE}-byte values, ${DURATION}s runs on $(nproc) cores"
+    --title "$CLIENTS clients, $KEYS keys, ${VALUE_SIZE}-byte values, ${DURATION}s runs on $(nproc) cores"
 gnuplot -e "dir='$OUT'" "$HERE/plot.gp"
 log "wrote $OUT/results.md and $OUT/compare.png"
 if grep -q $'\tfailed$' "$MANIFEST"; then

@@ -48,7 +48,12 @@ async fn answer(mut stream: TcpStream, session: u64) {
     let mut out = Vec::with_capacity(64 << 10);
     loop {
         let mut start = 0;
-        while let Ok(Some((body, used))) = next_frame(&buf[start..], MAX_FRAME) {
+        loop {
+            let (body, used) = match next_frame(&buf[start..], MAX_FRAME) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(_) => return, // Longer than any request: not a client.
+            };
             let Ok((req, _)) = Request::decode(body) else {
                 return;
             };

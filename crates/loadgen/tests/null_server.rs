@@ -55,6 +55,12 @@ fn garbage_closes_the_connection() {
     s.write_all(&[3, 0, 0, 0, 0xff, 0xff, 0xff]).expect("write");
     let mut buf = [0u8; 16];
     assert!(matches!(s.read(&mut buf), Ok(0)), "closed without an answer");
+    // A length prefix past any request closes too (no buffering towards it).
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(&u32::MAX.to_le_bytes()).expect("write");
+    assert!(matches!(s.read(&mut buf), Ok(0)), "closed on an oversized prefix");
     stop.store(true, Ordering::Relaxed);
     t.join().expect("server thread");
 }
