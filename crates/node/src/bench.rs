@@ -10,7 +10,7 @@ use std::io::Write;
 
 /// The in-process network of `cfg`'s nodes: their lanes, and one more
 /// lane each for the control plane.
-pub(crate) fn fabric(cfg: &RunConfig) -> std::sync::Arc<Fabric> {
+fn fabric(cfg: &RunConfig) -> std::sync::Arc<Fabric> {
     Fabric::new(FabricConfig {
         members: cfg.members(),
         lanes: cfg.lanes as usize + 1,
@@ -19,22 +19,29 @@ pub(crate) fn fabric(cfg: &RunConfig) -> std::sync::Arc<Fabric> {
     })
 }
 
-/// Runs the whole cluster in this process and reports.
-pub fn run_inproc(cfg: &RunConfig, out: &mut dyn Write) -> Result<Report, RunError> {
-    cfg.validate()?;
+/// Starts every node of `cfg` in this process over the in-process
+/// transport, losing `cfg.loss` of the lanes' datagrams (seeded from the
+/// workload seed and `salt`).
+pub(crate) fn start_inproc(cfg: &RunConfig, salt: u64) -> Result<Local, RunError> {
     let fabric = fabric(cfg);
     let ids: Vec<u8> = (0..cfg.nodes).collect();
     let lanes = cfg.lanes as usize;
-    let mut local = Local::start(
+    Local::start(
         cfg,
         &ids,
         None,
         |n, l| {
-            let seed = crate::workload::lane_seed(cfg.workload.seed ^ 0x10_55, n, l);
+            let seed = crate::workload::lane_seed(cfg.workload.seed ^ salt, n, l);
             Ok(Lossy::new(fabric.endpoint(n, l as usize), cfg.loss, seed))
         },
         |n| Ok(fabric.endpoint(n, lanes)),
-    )?;
+    )
+}
+
+/// Runs the whole cluster in this process and reports.
+pub fn run_inproc(cfg: &RunConfig, out: &mut dyn Write) -> Result<Report, RunError> {
+    cfg.validate()?;
+    let mut local = start_inproc(cfg, 0x10_55)?;
     let _ = writeln!(
         out,
         "rzab bench: {} nodes x {} lanes, {} keys, in-process transport",

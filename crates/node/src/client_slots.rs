@@ -97,11 +97,10 @@ impl ClientSlots {
             (w.done)(Err(format!("no client slot {}", w.slot)));
             return;
         };
-        if s.queue.front().is_some_and(|q| !q.alive.load(Ordering::Relaxed)) {
-            let (live, gone): (VecDeque<_>, VecDeque<_>) =
-                s.queue.drain(..).partition(|q| q.alive.load(Ordering::Relaxed));
-            s.queue = live;
-            for q in gone {
+        // A slot serves one connection at a time, so writes of connections
+        // that are gone are all at the front.
+        while s.queue.front().is_some_and(|q| !q.alive.load(Ordering::Relaxed)) {
+            if let Some(q) = s.queue.pop_front() {
                 (q.done)(Err("the connection closed".into()));
             }
         }

@@ -368,8 +368,7 @@ impl<T: Transport> LaneWorker<T> {
             }
         }
         if !self.clients.is_empty() {
-            let node = self.node.clone();
-            let records = node.records(lane as usize);
+            let records = self.node.records(lane as usize);
             self.clients
                 .reconcile(now, |session| records.seqs.last(me, session));
         }

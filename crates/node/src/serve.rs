@@ -6,7 +6,6 @@ use crate::config::RunConfig;
 use crate::gateway::{Gateway, GatewayCounts};
 use crate::report::NodeOutcome;
 use crate::runner::{Local, RunError};
-use rzab_transport::lossy::Lossy;
 use std::net::SocketAddr;
 
 /// Client slots per lane when the cluster file sets none.
@@ -48,20 +47,8 @@ impl InprocCluster {
     pub fn start(cfg: &RunConfig) -> Result<InprocCluster, RunError> {
         let cfg = server_config(cfg.clone());
         cfg.validate()?;
-        let fabric = crate::bench::fabric(&cfg);
-        let ids: Vec<u8> = (0..cfg.nodes).collect();
-        let lanes = cfg.lanes as usize;
-        let local = Local::start(
-            &cfg,
-            &ids,
-            None,
-            |n, l| {
-                // `loss` drops lane datagrams on purpose (tests of repair).
-                let seed = crate::workload::lane_seed(cfg.workload.seed ^ 0xc11e, n, l);
-                Ok(Lossy::new(fabric.endpoint(n, l as usize), cfg.loss, seed))
-            },
-            |n| Ok(fabric.endpoint(n, lanes)),
-        )?;
+        // `loss` drops lane datagrams on purpose (tests of repair).
+        let local = crate::bench::start_inproc(&cfg, 0xc11e)?;
         let gateways = local
             .nodes
             .iter()

@@ -122,17 +122,13 @@ pub const HISTORY_ITEM_FIXED: usize = 1 + 8 + 1 + 1 + 1 + 4 + 4 + 8 + 2;
 pub const SNAPSHOT_ITEM_FIXED: usize = 1 + 8 + 8 + 2;
 pub const SESSION_ITEM_LEN: usize = 1 + 1 + 1 + 4 + 4;
 
-fn op(v: u8) -> Result<Op, DecodeError> {
-    Op::from_u8(v)
-}
-
 pub(crate) fn parse_item<'a>(r: &mut Reader<'a>) -> Result<Item<'a>, DecodeError> {
     match r.u8()? {
         ITEM_HISTORY => {
             let zxid = Zxid(r.u64()?);
             let lane = r.u8()?;
             let origin = r.u8()?;
-            let op = op(r.u8()?)?;
+            let op = Op::from_u8(r.u8()?)?;
             let session = r.u32()?;
             let seq = r.u32()?;
             let key = r.u64()?;

@@ -11,6 +11,7 @@ use crate::node::keyed_payload;
 use rzab_client::protocol::{ErrorCode, ReadFrameError, Reply, Request, VERSION, WriteOutcome, next_frame};
 use rzab_store::{KeyedOutcome, slot_key};
 use rzab_wire::Op;
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,6 +70,8 @@ struct Conn {
     /// Cleared when the connection ends: its writes still waiting at the
     /// lane are dropped (the slot serves other connections next).
     alive: Arc<AtomicBool>,
+    /// Writes were handed to the lane since it was last woken.
+    lane_has_writes: Cell<bool>,
 }
 
 impl Drop for Conn {
@@ -122,6 +125,7 @@ pub(crate) async fn serve(stream: TcpStream, ctx: Arc<Ctx>) {
         queue: VecDeque::new(),
         value: Vec::new(),
         alive: Arc::new(AtomicBool::new(true)),
+        lane_has_writes: Cell::new(false),
     };
     let max = ctx.cfg.max_request();
     let mut eof = false;
@@ -258,6 +262,10 @@ impl Conn {
             }
         }
         buf.drain(..used);
+        // One wake-up for the writes of the whole batch.
+        if self.lane_has_writes.take() {
+            self.ctx.node.wake_lane(self.lane as usize);
+        }
         (added, stop)
     }
 
@@ -374,7 +382,7 @@ impl Conn {
         if node.links[self.lane as usize].client_tx.send(w).is_err() {
             return Err(refuse(ErrorCode::NotServing, "the node is stopping"));
         }
-        node.wake_lane(self.lane as usize);
+        self.lane_has_writes.set(true);
         Ok(Entry::Write {
             rx,
             reply,
