@@ -105,10 +105,14 @@ fn view(item: &[u8]) -> Option<View<'_>> {
 enum Found {
     /// At this probe, with this view's flags and the item's meta.
     Key { probe: u32, flags: u8, meta: ItemMeta },
-    /// Absent: the walk stopped at probe `stop` (an empty slot, or another
-    /// key's slot nobody probed past), having passed the first tombstone of
-    /// another key at `tombstone` (a put may reuse it).
-    Absent { stop: u32, tombstone: Option<u32> },
+    /// Absent: the walk stopped at probe `stop` (an empty slot if `empty`,
+    /// else another key's slot nobody probed past), having passed the first
+    /// tombstone of another key at `tombstone` (a put may reuse it).
+    Absent {
+        stop: u32,
+        empty: bool,
+        tombstone: Option<u32>,
+    },
 }
 
 impl Store {
@@ -136,6 +140,7 @@ impl Store {
             let Some(meta) = self.get(slot_key(key, probe), buf) else {
                 return Found::Absent {
                     stop: probe,
+                    empty: true,
                     tombstone,
                 };
             };
@@ -157,12 +162,14 @@ impl Store {
                 // Nobody ever probed past this slot: the key is nowhere further.
                 return Found::Absent {
                     stop: probe,
+                    empty: false,
                     tombstone,
                 };
             }
         }
         Found::Absent {
             stop: MAX_PROBES,
+            empty: false,
             tombstone,
         }
     }
@@ -194,9 +201,16 @@ impl Store {
             } => (t, CHAINED),
             Found::Absent {
                 stop,
+                empty,
                 tombstone: None,
             } => {
-                let Some(free) = self.free_probe(key, stop, buf) else {
+                // The walk just found `stop` empty: no need to read it again.
+                let free = if empty {
+                    Some(stop)
+                } else {
+                    self.free_probe(key, stop, buf)
+                };
+                let Some(free) = free else {
                     // Every probe slot holds another live key: refused, unchanged.
                     return Ok(KeyedOutcome::Full);
                 };
