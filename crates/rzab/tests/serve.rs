@@ -22,7 +22,13 @@ struct Servers {
 impl Servers {
     fn start(dir: &Path, port: u16) -> Servers {
         let file = dir.join("cluster.toml");
-        let mut text = String::from("cluster_id = 11\nlanes = 1\n\n[client]\nslots = 8\n");
+        // Node 0 leads epoch 1 and the test kills it as "the leader": the
+        // default 25 ms election timeout let a loaded CI machine (tests in
+        // parallel) starve heartbeats and move the lead before that, so
+        // spurious elections are made unlikely here.
+        let mut text = String::from(
+            "cluster_id = 11\nlanes = 1\n\n[protocol]\nheartbeat_ms = 20.0\nelection_timeout_ms = 250.0\n\n[client]\nslots = 8\n",
+        );
         for i in 0..3 {
             text += &format!("\n[[nodes]]\nid = {i}\naddress = \"127.0.5.{}:{port}\"\n", i + 1);
         }
