@@ -133,6 +133,24 @@ impl Store {
         })
     }
 
+    /// A hint that `key` will be looked up soon: with `item` false it pulls
+    /// in the key's home bucket; with `item` true (once that bucket has
+    /// arrived) the item its first candidate names. A lookup misses the
+    /// cache on both, one after the other; hinting a batch of keys bucket
+    /// by bucket, then item by item, overlaps those misses. Never wrong,
+    /// only a hint: the lookup itself checks everything.
+    pub fn prefetch_keyed(&self, key: &[u8], item: bool) {
+        let h = crate::hash::hash(slot_key(key, 0));
+        if !item {
+            self.index.prefetch_home(h);
+            return;
+        }
+        let c = self.index.first_candidate(h);
+        if c != crate::index::NO_ITEM {
+            self.arena.prefetch(c);
+        }
+    }
+
     /// Walks `key`'s probe slots; `buf` ends holding the found item.
     fn find_keyed(&self, key: &[u8], buf: &mut [u8]) -> Found {
         let mut tombstone = None;

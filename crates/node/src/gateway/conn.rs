@@ -159,6 +159,8 @@ impl Conn {
     /// Answers from the head of the queue while answers are ready;
     /// returns whether the connection must close.
     async fn answer(&mut self, out: &mut Vec<u8>) -> bool {
+        // Queue entries from the front whose reads have been hinted.
+        let mut hinted = 0usize;
         while let Some(front) = self.queue.front_mut() {
             match front {
                 Entry::Write { rx, done, .. } if done.is_none() => match rx.try_recv() {
@@ -168,6 +170,10 @@ impl Conn {
                 },
                 _ => {}
             }
+            if hinted == 0 {
+                hinted = hint_queued(&self.ctx.node.store, &self.queue);
+            }
+            hinted -= 1;
             let Some(entry) = self.queue.pop_front() else {
                 break;
             };
@@ -241,9 +247,15 @@ impl Conn {
     fn take_frames(&mut self, buf: &mut Vec<u8>, max: usize, out: &mut Vec<u8>) -> (usize, bool) {
         let (mut used, mut added) = (0, 0);
         let mut stop = false;
+        // Frames ahead whose reads have been hinted to the store.
+        let mut hinted = 0usize;
         while self.queue.len() < self.ctx.cfg.max_inflight {
+            if hinted == 0 {
+                hinted = hint_reads(&self.ctx.node.store, &buf[used..], max);
+            }
             match next_frame(&buf[used..], max) {
                 Ok(Some((body, n))) => {
+                    hinted = hinted.saturating_sub(1);
                     stop = self.request(body, out);
                     used += n;
                     added += 1;
@@ -413,6 +425,54 @@ impl Conn {
     }
 }
 
+/// Frames [`hint_reads`] looks ahead at once: enough misses in flight to
+/// cover memory latency, within what a core's miss buffers hold.
+const HINT_AHEAD: usize = 16;
+
+/// Hints the store about the Gets among the next [`HINT_AHEAD`] whole
+/// frames of `buf`: every home bucket first, then every first candidate
+/// item, so a batch's cache misses overlap instead of queueing one after
+/// another. Returns how many frames it looked at. A lone Get gains nothing
+/// from a hint and gets none.
+fn hint_reads(store: &rzab_store::Store, buf: &[u8], max: usize) -> usize {
+    let mut keys: [&[u8]; HINT_AHEAD] = [&[]; HINT_AHEAD];
+    let (mut frames, mut gets, mut at) = (0, 0, 0);
+    while frames < HINT_AHEAD {
+        let Ok(Some((body, n))) = next_frame(&buf[at..], max) else {
+            break;
+        };
+        if let Ok((Request::Get { key }, _)) = Request::decode(body) {
+            keys[gets] = key;
+            gets += 1;
+        }
+        frames += 1;
+        at += n;
+    }
+    if gets > 1 {
+        let keys = &keys[..gets];
+        keys.iter().for_each(|k| store.prefetch_keyed(k, false));
+        keys.iter().for_each(|k| store.prefetch_keyed(k, true));
+    }
+    frames
+}
+
+/// Like [`hint_reads`], for the reads among the next [`HINT_AHEAD`]
+/// entries of a queue that a write had held up; returns how many entries
+/// it looked at (at least one, so the caller's countdown moves).
+fn hint_queued(store: &rzab_store::Store, queue: &VecDeque<Entry>) -> usize {
+    let reads = || {
+        queue.iter().take(HINT_AHEAD).filter_map(|e| match e {
+            Entry::Read(key) => Some(key),
+            _ => None,
+        })
+    };
+    if reads().nth(1).is_some() {
+        reads().for_each(|k| store.prefetch_keyed(k, false));
+        reads().for_each(|k| store.prefetch_keyed(k, true));
+    }
+    queue.len().clamp(1, HINT_AHEAD)
+}
+
 fn error_reply(out: &mut Vec<u8>, r: &Refusal) {
     Reply::Error {
         code: r.code,
@@ -559,4 +619,48 @@ fn written(done: WriteDone, seen: &mut u64, out: &mut Vec<u8>) -> Result<(), Ref
     }
     .encode(out);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rzab_store::{Store, StoreConfig};
+
+    fn frames(reqs: &[Request<'_>]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        reqs.iter().for_each(|r| r.encode(&mut buf));
+        buf
+    }
+
+    #[test]
+    fn hints_look_at_whole_frames_only_and_change_nothing() {
+        let store = Store::new(StoreConfig {
+            capacity: 64,
+            value_size: 64,
+        })
+        .expect("store");
+        store.put_keyed(b"a", b"1", 7).expect("put");
+        let get = |key: &'static [u8]| Request::Get { key };
+        let put = Request::Put {
+            key: b"b",
+            value: b"2",
+        };
+        let mut buf = frames(&[get(b"a"), put, get(b"zz")]);
+        assert_eq!(hint_reads(&store, &buf, 1 << 10), 3);
+        // A partial frame at the end is not looked at.
+        let whole = buf.len();
+        get(b"a").encode(&mut buf);
+        assert_eq!(hint_reads(&store, &buf[..buf.len() - 1], 1 << 10), 3);
+        assert_eq!(hint_reads(&store, &buf[whole..], 1 << 10), 1);
+        assert_eq!(hint_reads(&store, &[], 1 << 10), 0);
+        // At most HINT_AHEAD frames at once; an oversized frame stops the look.
+        let many = frames(&vec![get(b"a"); HINT_AHEAD + 3]);
+        assert_eq!(hint_reads(&store, &many, 1 << 10), HINT_AHEAD);
+        assert_eq!(hint_reads(&store, &many, 2), 0);
+        // Hints are hints: lookups are as before.
+        let mut out = Vec::new();
+        assert_eq!(store.get_keyed(b"a", &mut out).map(|m| m.zxid), Some(7));
+        assert_eq!(out, b"1");
+        assert!(store.get_keyed(b"zz", &mut out).is_none());
+    }
 }
