@@ -137,6 +137,9 @@ pub struct ProtoConfig {
     pub prepare_batch_max: usize,
     pub write_batch_max: usize,
     pub log_capacity: usize,
+    /// Bytes of values a leader lane retains (the log is full when either
+    /// this or `log_capacity` runs out).
+    pub log_bytes: usize,
     pub window: usize,
     pub retransmit_timeout_us: u64,
     pub min_retransmit_timeout_us: u64,
@@ -164,6 +167,7 @@ impl Default for ProtoConfig {
             prepare_batch_max: d.prepare_batch_max,
             write_batch_max: d.write_batch_max,
             log_capacity: d.log_capacity,
+            log_bytes: d.log_bytes,
             window: d.window,
             retransmit_timeout_us: d.retransmit_timeout.as_micros(),
             min_retransmit_timeout_us: d.min_retransmit_timeout.as_micros(),
@@ -401,6 +405,7 @@ impl RunConfig {
         c.prepare_batch_max = p.prepare_batch_max;
         c.write_batch_max = p.write_batch_max;
         c.log_capacity = p.log_capacity;
+        c.log_bytes = p.log_bytes;
         c.window = p.window;
         c.max_sessions = self.lane_sessions().max(1);
         c.max_pending_writes = self.pending_writes();

@@ -104,6 +104,10 @@ pub struct LaneConfig {
     pub write_batch_max: usize,
     /// Entries the leader lane retains (power of two).
     pub log_capacity: usize,
+    /// Bytes of values the leader lane retains (at least `value_max`): the
+    /// log is full when either runs out.
+    #[serde(default = "default_log_bytes")]
+    pub log_bytes: usize,
     /// Entries a follower lane buffers ahead of its apply point (power of two).
     pub window: usize,
     /// Sessions per (node, lane); session ids on the wire are below this.
@@ -126,6 +130,10 @@ pub struct LaneConfig {
 pub struct ConfigError {
     pub field: &'static str,
     pub reason: String,
+}
+
+fn default_log_bytes() -> usize {
+    64 << 20
 }
 
 fn err(field: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -154,6 +162,7 @@ impl LaneConfig {
             prepare_batch_max: 0,
             write_batch_max: 0,
             log_capacity: 1 << 18,
+            log_bytes: default_log_bytes(),
             window: 1 << 13,
             max_sessions: 1024,
             max_pending_writes: 1024,
@@ -212,6 +221,12 @@ impl LaneConfig {
             if !v.is_power_of_two() || v < 16 {
                 return Err(err(field, format!("{v} is not a power of two >= 16")));
             }
+        }
+        if self.log_bytes < self.value_max.max(1) {
+            return Err(err(
+                "log_bytes",
+                format!("{} cannot hold one {}-byte value", self.log_bytes, self.value_max),
+            ));
         }
         if self.max_sessions == 0 {
             return Err(err("max_sessions", "must be at least 1"));

@@ -148,7 +148,7 @@ impl LeaderLane {
         }
         let peers: Vec<Peer> = cfg.followers().iter().map(|n| Peer::new(n, &cfg)).collect();
         Ok(LeaderLane {
-            log: LogRing::new(cfg.log_capacity, cfg.value_max, 0),
+            log: LogRing::appended(cfg.log_capacity, cfg.log_bytes, 0),
             end: 0,
             seq_lid: 0,
             bcast_lid: 0,
@@ -312,9 +312,9 @@ impl LeaderLane {
         out
     }
 
-    /// Whether `submit` has room for another write.
+    /// Whether `submit` has room for another write (of the largest size).
     pub fn has_room(&mut self) -> bool {
-        self.make_room()
+        self.make_room(self.cfg.value_max)
     }
 
     /// Handles one decoded datagram received at `now`.
@@ -371,7 +371,7 @@ impl LeaderLane {
             }
             Some(SeqCheck::Next) => {}
         }
-        if !self.make_room() {
+        if !self.make_room(w.value.len()) {
             self.stats.dropped_log_full += 1;
             return Err(SubmitError::Full);
         }
@@ -393,15 +393,16 @@ impl LeaderLane {
         Ok(())
     }
 
-    /// Frees retained entries no one needs; if the log is still full and a
-    /// follower is what holds it, that follower is marked lagging.
-    fn make_room(&mut self) -> bool {
+    /// Makes room for a value of `len` bytes: frees retained entries no one
+    /// needs; if the log is still full and a follower is what holds it, that
+    /// follower is marked lagging.
+    fn make_room(&mut self, len: usize) -> bool {
         loop {
             let floor = self.retention_floor();
             if floor > self.log.start() {
                 self.log.release_below(floor);
             }
-            if self.end < self.log.end() {
+            if self.log.fits(self.end, len) {
                 return true;
             }
             // Full. Only a follower's retention can be given up, never

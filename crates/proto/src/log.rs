@@ -71,27 +71,66 @@ pub fn owned(e: EntryRef<'_>, lane: u8) -> crate::OwnedEntry {
 
 /// Entries with lids in `[start, start + capacity)`, each slot present or not.
 ///
-/// Preallocated at start-up (metas plus a flat value arena of
-/// `capacity * value_max` bytes), so the hot path never allocates.
+/// Preallocated at start-up (metas plus a flat value arena), so the hot path
+/// never allocates. Where values go depends on how entries arrive:
+/// - [`LogRing::new`] (a follower's receive window, filled in any order):
+///   slot `s` keeps its value at `s * value_max`.
+/// - [`LogRing::appended`] (the leader's retained log, filled in lid order):
+///   values are packed one after another in a circular byte arena, so the
+///   log holds as many bytes as its entries carry rather than
+///   `capacity * value_max` (with 1 KiB values allowed, that was 290 MB for
+///   a log of 32-byte writes).
 #[derive(Debug)]
 pub struct LogRing {
     mask: u64,
-    value_max: usize,
     metas: Vec<EntryMeta>,
     present: Vec<bool>,
     values: Vec<u8>,
+    place: Place,
     start: u64,
+}
+
+#[derive(Debug)]
+enum Place {
+    Slots {
+        value_max: usize,
+    },
+    /// `at[slot]` is where the entry's value starts, in bytes counted since
+    /// the arena was made (the arena index is that modulo its size, and a
+    /// value never wraps around its end); `head` is where the next one goes
+    /// and `next` the lid it must have.
+    Packed {
+        at: Vec<u64>,
+        head: u64,
+        next: u64,
+    },
 }
 
 impl LogRing {
     pub fn new(capacity: usize, value_max: usize, start: u64) -> LogRing {
+        let values = vec![0; capacity * value_max];
+        LogRing::with(capacity, values, Place::Slots { value_max }, start)
+    }
+
+    /// A ring filled in lid order from `start`, whose values share `bytes`
+    /// bytes.
+    pub fn appended(capacity: usize, bytes: usize, start: u64) -> LogRing {
+        let place = Place::Packed {
+            at: vec![0; capacity],
+            head: 0,
+            next: start,
+        };
+        LogRing::with(capacity, vec![0; bytes.max(1)], place, start)
+    }
+
+    fn with(capacity: usize, values: Vec<u8>, place: Place, start: u64) -> LogRing {
         assert!(capacity.is_power_of_two(), "ring capacity must be a power of two");
         LogRing {
             mask: capacity as u64 - 1,
-            value_max,
             metas: vec![EntryMeta::EMPTY; capacity],
             present: vec![false; capacity],
-            values: vec![0; capacity * value_max],
+            values,
+            place,
             start,
         }
     }
@@ -122,17 +161,67 @@ impl LogRing {
         self.in_window(lid) && self.present[self.slot(lid)]
     }
 
+    /// Where (in bytes since the arena was made) a packed value of `len`
+    /// bytes for `lid` would start, if it fits now.
+    fn packed_at(&self, lid: u64, len: usize) -> Option<u64> {
+        let Place::Packed { at, head, next } = &self.place else {
+            return None;
+        };
+        let (size, len) = (self.values.len() as u64, len as u64);
+        if lid != *next || len > size {
+            return None;
+        }
+        // Values never straddle the arena's end: skip to its start.
+        let mut pos = *head;
+        if pos % size + len > size {
+            pos = pos.next_multiple_of(size);
+        }
+        // The oldest value still held (none: the arena is free).
+        let tail = if self.start < *next {
+            at[self.slot(self.start)]
+        } else {
+            pos
+        };
+        (pos + len - tail <= size).then_some(pos)
+    }
+
+    /// Where in `values` a value of `len` bytes for `lid` would go, if it
+    /// fits now.
+    fn place_for(&self, lid: u64, len: usize) -> Option<usize> {
+        match &self.place {
+            Place::Slots { value_max } => (len <= *value_max).then(|| self.slot(lid) * value_max),
+            Place::Packed { .. } => self
+                .packed_at(lid, len)
+                .map(|pos| (pos % self.values.len() as u64) as usize),
+        }
+    }
+
+    /// Whether a value of `len` bytes for `lid` fits now (a packed ring
+    /// may be out of bytes before it is out of slots).
+    pub fn fits(&self, lid: u64, len: usize) -> bool {
+        self.in_window(lid) && self.place_for(lid, len).is_some()
+    }
+
     /// Stores an entry at `lid`. Returns false (storing nothing) if `lid` is
-    /// outside the window or the value is longer than `value_max`.
+    /// outside the window, or the value does not fit (longer than
+    /// `value_max`; a packed ring: out of bytes, or `lid` out of order).
     pub fn insert(&mut self, lid: u64, meta: EntryMeta, value: &[u8]) -> bool {
-        if !self.in_window(lid) || value.len() > self.value_max {
+        if !self.in_window(lid) {
             return false;
         }
+        let Some(pos) = self.place_for(lid, value.len()) else {
+            return false;
+        };
         debug_assert_eq!(meta.len as usize, value.len());
         let slot = self.slot(lid);
+        let packed = self.packed_at(lid, value.len());
+        if let (Place::Packed { at, head, next }, Some(virt)) = (&mut self.place, packed) {
+            at[slot] = virt;
+            *head = virt + value.len() as u64;
+            *next = lid + 1;
+        }
         self.metas[slot] = meta;
-        let at = slot * self.value_max;
-        self.values[at..at + value.len()].copy_from_slice(value);
+        self.values[pos..pos + value.len()].copy_from_slice(value);
         self.present[slot] = true;
         true
     }
@@ -143,7 +232,10 @@ impl LogRing {
         }
         let slot = self.slot(lid);
         let meta = &self.metas[slot];
-        let at = slot * self.value_max;
+        let at = match &self.place {
+            Place::Slots { value_max } => slot * value_max,
+            Place::Packed { at, .. } => (at[slot] % self.values.len() as u64) as usize,
+        };
         Some(EntryRef {
             lid,
             meta,
@@ -166,6 +258,9 @@ impl LogRing {
             self.present[slot] = false;
         }
         self.start = lid;
+        if let Place::Packed { next, .. } = &mut self.place {
+            *next = (*next).max(lid);
+        }
     }
 
     /// First lid at or above `from` that is not present (bounded by the window end).
@@ -205,5 +300,69 @@ mod tests {
         assert_eq!(r.get(14).unwrap().meta.key, 3);
         assert_eq!(r.first_missing(12), 13);
         assert!(!r.insert(13, meta(4, 9), &[0; 9]), "value longer than value_max");
+    }
+
+    #[test]
+    fn packed_values_wrap_and_bytes_bound_the_log() {
+        let mut r = LogRing::appended(8, 10, 0);
+        assert!(r.insert(0, meta(1, 4), b"abcd"));
+        assert!(r.insert(1, meta(2, 4), b"efgh"));
+        assert!(!r.fits(2, 3), "2 bytes left at the end, and the front is held");
+        assert!(r.fits(2, 2));
+        assert!(!r.insert(3, meta(3, 1), b"x"), "lids go in order");
+        r.release_below(1);
+        // 3 bytes do not fit at the end (8..10): they go to the front (0..3).
+        assert!(r.insert(2, meta(3, 3), b"ijk"));
+        assert_eq!(r.get(2).unwrap().value, b"ijk");
+        assert_eq!(r.get(1).unwrap().value, b"efgh", "the held value is intact");
+        assert!(!r.fits(3, 2), "3..4 is free but 4..8 is held");
+        assert!(r.fits(3, 1));
+        assert!(r.insert(3, meta(4, 0), b""), "an empty value always fits");
+        r.release_below(4);
+        assert!(r.fits(4, 10), "all free: a value of the arena's size fits");
+        assert!(!r.fits(4, 11));
+        assert!(r.insert(4, meta(5, 10), b"0123456789"));
+        assert_eq!(r.get(4).unwrap().value, b"0123456789");
+        assert!(r.get(3).is_none());
+    }
+
+    const LONGEST: usize = 11;
+
+    proptest::proptest! {
+        /// Against a model of what is held: every held entry reads back its
+        /// own bytes, and the ring refuses a value only when the bytes held
+        /// plus the value exceed the arena less one skipped end (a value
+        /// never straddles the end, and the held span crosses the end at
+        /// most once, so at most `longest - 1` bytes are skipped).
+        #[test]
+        fn packed_ring_matches_a_model(
+            ops in proptest::collection::vec((0..=LONGEST, 0u64..3), 1..200),
+        ) {
+            const SIZE: usize = 48;
+            let mut r = LogRing::appended(16, SIZE, 0);
+            let mut held: std::collections::VecDeque<(u64, Vec<u8>)> = Default::default();
+            let mut next = 0u64;
+            for (len, free) in ops {
+                let value: Vec<u8> = (0..len).map(|i| (next as u8).wrapping_mul(7).wrapping_add(i as u8)).collect();
+                let live: usize = held.iter().map(|(_, v)| v.len()).sum();
+                let in_slots = held.len() < 16;
+                if r.insert(next, meta(next, len as u16), &value) {
+                    proptest::prop_assert!(in_slots && live + len <= SIZE);
+                    held.push_back((next, value));
+                    next += 1;
+                } else {
+                    proptest::prop_assert!(!in_slots || live + len + LONGEST - 1 > SIZE,
+                        "refused {len} bytes with {live} held");
+                }
+                for _ in 0..free {
+                    if held.pop_front().is_some() {
+                        r.release_below(held.front().map_or(next, |(l, _)| *l));
+                    }
+                }
+                for (lid, v) in &held {
+                    proptest::prop_assert_eq!(r.get(*lid).map(|e| e.value), Some(&v[..]));
+                }
+            }
+        }
     }
 }

@@ -191,6 +191,10 @@ pub struct BenchArgs {
     /// Entries a leader lane retains for followers (a power of two).
     #[arg(long, default_value_t = 1 << 18)]
     pub log_capacity: usize,
+    /// Bytes of values a leader lane retains (the log is full when either
+    /// this or --log-capacity runs out).
+    #[arg(long, default_value_t = 64 << 20)]
+    pub log_bytes: usize,
     /// Entries a follower lane buffers ahead of its apply point (a power of two).
     #[arg(long, default_value_t = 1 << 13)]
     pub window: usize,
@@ -253,6 +257,7 @@ impl BenchArgs {
         p.prepare_batch_max = self.prepare_batch_max;
         p.write_batch_max = self.write_batch_max;
         p.log_capacity = self.log_capacity;
+        p.log_bytes = self.log_bytes;
         p.window = self.window;
         p.retransmit_timeout_us = self.retransmit_timeout_us;
         p.min_retransmit_timeout_us = self.min_retransmit_timeout_us;

@@ -476,3 +476,37 @@ fn held_entries_are_the_sequenced_and_unapplied_ones() {
         .collect();
     assert_eq!(held, vec![(1, 1, 0), (2, 2, 0), (3, 3, 0)]);
 }
+
+#[test]
+fn the_log_is_full_when_its_bytes_run_out() {
+    let mut c = cfg(0, &[0, 1, 2]);
+    c.log_bytes = 20;
+    let mut l = LeaderLane::new(c).unwrap();
+    for i in 1..=2 {
+        l.submit(&write(0, i, 1, b"12345678")).unwrap();
+    }
+    assert_eq!(l.submit(&write(0, 3, 1, b"12345")), Err(SubmitError::Full));
+    assert!(!l.has_room(), "no room for a value of value_max");
+    l.submit(&write(0, 3, 1, b"1234")).unwrap();
+    // Both followers ack, the entries apply: their bytes come back.
+    l.sequence(&seq1()).unwrap();
+    drain(&mut l, T0);
+    for n in [1, 2] {
+        l.handle(T0, &msg(&ack_msg(n, ack(3, u64::MAX, u64::MAX, 0), &[])));
+    }
+    while l.next_apply().is_some() {
+        l.advance_apply();
+    }
+    assert!(l.has_room());
+    l.submit(&write(0, 4, 1, b"12345678")).unwrap();
+}
+
+#[test]
+fn log_bytes_must_hold_one_value() {
+    let mut c = cfg(0, &[0, 1, 2]);
+    c.log_bytes = c.value_max - 1;
+    let Err(e) = LeaderLane::new(c) else {
+        panic!("a log that cannot hold one value was accepted");
+    };
+    assert_eq!(e.field, "log_bytes");
+}
