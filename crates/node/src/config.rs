@@ -200,7 +200,9 @@ pub struct ClientsConfig {
     /// Writes one session may have in flight in the protocol (they still
     /// apply in the order issued).
     pub write_depth: usize,
-    /// Threads serving connections at each node.
+    /// Threads serving connections at each node; 0 serves them in lane 0's
+    /// thread (one thread less, no wake-up between a connection and its
+    /// lane) where the transport allows it (UDP), else in one thread.
     pub threads: usize,
 }
 
@@ -214,7 +216,7 @@ impl Default for ClientsConfig {
             max_inflight: 1024,
             token: None,
             write_depth: 16,
-            threads: 1,
+            threads: 0,
         }
     }
 }
@@ -271,10 +273,10 @@ impl ClientsConfig {
                 format!("{} is not in 1..=1024", self.write_depth),
             ));
         }
-        if self.threads == 0 || self.threads > 64 {
+        if self.threads > 64 {
             return Err(bad(
                 "client.threads",
-                format!("{} is not in 1..=64", self.threads),
+                format!("{} is not in 0..=64", self.threads),
             ));
         }
         if self

@@ -117,6 +117,8 @@ pub struct LaneSetup<T> {
     pub clock: Clock,
 }
 
+mod hosted;
+
 /// Datagrams received or sent per batch.
 const BATCH: usize = 64;
 /// Longest sleep, so a lane notices phase changes promptly.
@@ -210,38 +212,55 @@ impl<T: Transport> LaneWorker<T> {
         }
     }
 
-    /// Runs until the orchestrator stops the run or the lane fails.
+    /// Runs until the orchestrator stops the run or the lane fails. Lane 0
+    /// takes over a client gateway offered to it and runs on with it in
+    /// one runtime (see `hosted`).
     pub fn run(mut self) -> LaneResult {
         let mut idle = 0u32;
         let mut last_phase = Phase::Running;
-        loop {
-            let phase = self.control.get();
-            if phase == Phase::Stopped || self.error.is_some() {
-                break;
-            }
-            if phase != last_phase {
-                // Publish at once so the orchestrator sees the drain begin.
-                last_phase = phase;
-                self.last_publish = Time::ZERO;
-            }
-            let now = self.clock.now();
-            let busy = match self.turn(now, phase == Phase::Running) {
-                Ok(b) => b,
-                Err(e) => {
-                    self.error = Some(e);
-                    break;
-                }
-            };
-            if now.0 - self.last_publish.0 >= PUBLISH_EVERY_NS {
-                self.publish(now);
+        while let Some(busy) = self.step(&mut last_phase) {
+            if self.lane == 0
+                && let Some(gateway) = self.node.host.take()
+            {
+                return self.run_hosted(gateway, last_phase);
             }
             if busy {
                 idle = 0;
             } else {
                 idle = idle.saturating_add(1);
-                self.back_off(idle, now);
+                self.back_off(idle, self.clock.now());
             }
         }
+        self.finish()
+    }
+
+    /// One turn of the lane's loop: `None` once it must stop, else whether
+    /// anything happened.
+    fn step(&mut self, last_phase: &mut Phase) -> Option<bool> {
+        let phase = self.control.get();
+        if phase == Phase::Stopped || self.error.is_some() {
+            return None;
+        }
+        if phase != *last_phase {
+            // Publish at once so the orchestrator sees the drain begin.
+            *last_phase = phase;
+            self.last_publish = Time::ZERO;
+        }
+        let now = self.clock.now();
+        let busy = match self.turn(now, phase == Phase::Running) {
+            Ok(b) => b,
+            Err(e) => {
+                self.error = Some(e);
+                return None;
+            }
+        };
+        if now.0 - self.last_publish.0 >= PUBLISH_EVERY_NS {
+            self.publish(now);
+        }
+        Some(busy)
+    }
+
+    fn finish(mut self) -> LaneResult {
         let now = self.clock.now();
         self.publish(now);
         LaneResult {

@@ -283,6 +283,8 @@ pub struct NodeShared {
     pub standing: Standing,
     /// Every lane's waker, to wake lanes waiting on the gate or a command.
     wakers: OnceLock<Vec<Waker>>,
+    /// A client gateway for lane 0's thread to run.
+    pub host: crate::gateway::hosted::HostSlot,
     /// Debugging aid: every applied write, one line each, to the file
     /// `$RZAB_APPLY_LOG/node-N.log`.
     apply_log: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
@@ -327,6 +329,7 @@ impl NodeShared {
                 installed_keys: AtomicU64::new(0),
             },
             wakers: OnceLock::new(),
+            host: Default::default(),
             apply_log: std::env::var_os("RZAB_APPLY_LOG").and_then(|dir| {
                 let path = std::path::Path::new(&dir).join(format!("node-{id}-{}.log", std::process::id()));
                 std::fs::File::create(path)

@@ -102,6 +102,12 @@ fn role(cfg: &RunConfig, node: NodeId, lane: u8) -> Result<Role, RunError> {
 
 /// Sets the calling thread's nice value (Linux: per thread); a refusal
 /// (no CAP_SYS_NICE) leaves it as it was, with a warning.
+/// Puts the calling thread back at the default nice value (always allowed).
+pub(crate) fn default_nice() {
+    // SAFETY: as in `set_nice`.
+    let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 0) };
+}
+
 fn set_nice(nice: i32) {
     if nice == 0 {
         return;
@@ -294,6 +300,9 @@ impl Local {
             .map(|s| {
                 let name = format!("n{}l{}", s.node.id, s.lane);
                 let nice = cfg.lane_nice;
+                if s.lane == 0 && !s.transport.wait_fds().is_empty() {
+                    s.node.host.set_capable();
+                }
                 thread::Builder::new().name(name).spawn(move || {
                     set_nice(nice);
                     LaneWorker::new(s).run()

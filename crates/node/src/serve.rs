@@ -25,7 +25,8 @@ pub fn server_config(mut cfg: RunConfig) -> RunConfig {
     cfg.duration_s = f64::MAX / 4.0;
     // Woken protocol threads get the CPU before connection threads: a
     // write's path crosses several of them (about 3x lower write latency
-    // under load on 2 cores).
+    // under load on 2 cores). A lane that hosts the gateway goes back to
+    // the default: ahead of everything, it starved the clients.
     if cfg.lane_nice == 0 {
         cfg.lane_nice = -10;
     }

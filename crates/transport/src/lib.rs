@@ -119,6 +119,13 @@ pub trait Transport: Send {
     /// Wakes this endpoint's `wait` from another thread.
     fn waker(&self) -> Waker;
 
+    /// The file descriptors `wait` blocks on, for a caller that would rather
+    /// wait on them in its own poll loop (then `wait(Duration::ZERO)` once
+    /// one is readable, to consume a wake-up). Empty: only `wait` can wait.
+    fn wait_fds(&self) -> Vec<std::os::fd::RawFd> {
+        Vec::new()
+    }
+
     /// Idle turns worth polling `recv` before blocking in `wait`: many when
     /// an empty `recv` is an atomic load, few when it is a system call.
     fn idle_polls(&self) -> u32 {

@@ -67,6 +67,10 @@ impl<T: Transport> Transport for Lossy<T> {
         self.inner.waker()
     }
 
+    fn wait_fds(&self) -> Vec<std::os::fd::RawFd> {
+        self.inner.wait_fds()
+    }
+
     fn idle_polls(&self) -> u32 {
         self.inner.idle_polls()
     }

@@ -276,7 +276,7 @@ impl Conn {
         buf.drain(..used);
         // One wake-up for the writes of the whole batch.
         if self.lane_has_writes.take() {
-            self.ctx.node.wake_lane(self.lane as usize);
+            self.ctx.wake_lane(self.lane);
         }
         (added, stop)
     }

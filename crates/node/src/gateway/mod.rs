@@ -5,6 +5,7 @@
 //! answered once applied here.
 
 mod conn;
+pub mod hosted;
 mod slots;
 
 use crate::config::ClientsConfig;
@@ -69,63 +70,78 @@ pub(crate) struct Ctx {
     pub slots: SlotPool,
     pub stats: Arc<GatewayStats>,
     pub sessions: AtomicU64,
+    /// The lane whose thread runs this gateway, if one does.
+    pub hosted_lane: Option<u8>,
+}
+
+impl Ctx {
+    /// Tells `lane` it has client writes to take.
+    pub fn wake_lane(&self, lane: u8) {
+        if self.hosted_lane == Some(lane) {
+            self.node.host.notify.notify_one();
+        } else {
+            self.node.wake_lane(lane as usize);
+        }
+    }
 }
 
 /// A running gateway.
 pub struct Gateway {
     addr: SocketAddr,
+    node: Arc<NodeShared>,
     stop: watch::Sender<bool>,
+    /// Its own thread; `None` when lane 0's thread hosts it.
     thread: Option<JoinHandle<()>>,
+    /// Closed once the accept loop has ended (or was dropped unrun).
+    ended: std::sync::mpsc::Receiver<()>,
     pub stats: Arc<GatewayStats>,
 }
 
 impl Gateway {
-    /// Binds `listen` (errors surface here) and serves it on a thread of
-    /// its own until [`Gateway::stop`].
+    /// Binds `listen` (errors surface here) and serves it until
+    /// [`Gateway::stop`]: in lane 0's thread if `cfg.threads` is 0 and the
+    /// lane's transport allows it, else on threads of its own.
     pub fn start(node: Arc<NodeShared>, listen: SocketAddr, cfg: &ClientsConfig) -> std::io::Result<Gateway> {
         let listener = std::net::TcpListener::bind(listen)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(cfg.threads.max(1))
-            .thread_name(format!("n{}gw", node.id))
-            .enable_all()
-            .build()?;
+        let hosted = cfg.threads == 0 && node.host.capable();
         let stats = Arc::new(GatewayStats::default());
         let ctx = Arc::new(Ctx {
             slots: SlotPool::new(node.lanes() as u8, cfg.slots),
-            node,
+            node: node.clone(),
             cfg: cfg.clone(),
             stats: stats.clone(),
             sessions: AtomicU64::new(0),
+            hosted_lane: hosted.then_some(0),
         });
-        let (stop, mut stopped) = watch::channel(false);
-        let thread = std::thread::Builder::new()
-            .name(format!("n{}gateway", ctx.node.id))
-            .spawn(move || {
-                rt.block_on(async move {
-                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                        return;
-                    };
-                    loop {
-                        tokio::select! {
-                            _ = stopped.changed() => break,
-                            accepted = listener.accept() => {
-                                if let Ok((stream, _)) = accepted {
-                                    ctx.stats.connections.fetch_add(1, Ordering::Relaxed);
-                                    tokio::spawn(conn::serve(stream, ctx.clone()));
-                                }
-                            }
-                        }
-                    }
-                });
-                // Dropping the runtime ends every connection.
-                rt.shutdown_timeout(std::time::Duration::from_millis(200));
-            })?;
+        let (stop, stopped) = watch::channel(false);
+        let (ended_tx, ended) = std::sync::mpsc::channel();
+        let serve = accept_loop(listener, ctx, stopped, ended_tx);
+        let thread = if hosted {
+            node.host.offer(Box::pin(serve));
+            node.wake_lane(0);
+            None
+        } else {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(cfg.threads.max(1))
+                .thread_name(format!("n{}gw", node.id))
+                .enable_all()
+                .build()?;
+            let t = std::thread::Builder::new()
+                .name(format!("n{}gateway", node.id))
+                .spawn(move || {
+                    rt.block_on(serve);
+                    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+                })?;
+            Some(t)
+        };
         Ok(Gateway {
             addr,
+            node,
             stop,
-            thread: Some(thread),
+            thread,
+            ended,
             stats,
         })
     }
@@ -135,17 +151,56 @@ impl Gateway {
         self.addr
     }
 
+    /// Whether lane 0's thread runs it.
+    pub fn is_hosted(&self) -> bool {
+        self.thread.is_none()
+    }
+
     /// Stops accepting and closes every connection.
     pub fn stop(self) {
         drop(self);
     }
 }
 
+/// Accepts connections until `stopped` changes; each connection is a task
+/// that ends with the loop.
+async fn accept_loop(
+    listener: std::net::TcpListener,
+    ctx: Arc<Ctx>,
+    mut stopped: watch::Receiver<bool>,
+    _ended: std::sync::mpsc::Sender<()>,
+) {
+    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+        return;
+    };
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => break,
+            accepted = listener.accept() => {
+                if let Ok((stream, _)) = accepted {
+                    ctx.stats.connections.fetch_add(1, Ordering::Relaxed);
+                    conns.spawn(conn::serve(stream, ctx.clone()));
+                }
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    // Dropping `conns` ends every connection.
+}
+
 impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        match self.thread.take() {
+            Some(t) => {
+                let _ = t.join();
+            }
+            None => {
+                // Not yet taken by the lane (it stopped first): drop it here.
+                drop(self.node.host.take());
+                let _ = self.ended.recv_timeout(std::time::Duration::from_secs(2));
+            }
         }
     }
 }

@@ -196,6 +196,11 @@ impl Transport for UdpEndpoint {
     fn waker(&self) -> Waker {
         Waker::from(self.doorbell.clone())
     }
+
+    fn wait_fds(&self) -> Vec<std::os::fd::RawFd> {
+        let (fds, n) = self.poll_fds();
+        fds[..n].iter().map(|f| f.fd).collect()
+    }
     /// An empty receive costs two system calls (unicast and group socket):
     /// block in poll(2) almost at once instead.
     fn idle_polls(&self) -> u32 {
