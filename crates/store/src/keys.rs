@@ -43,6 +43,9 @@ fn with_scratch<R>(size: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
 pub const MAX_KEY_LEN: usize = 255;
 /// Bytes an item's value spends on a key beyond the key itself.
 pub const KEY_OVERHEAD: usize = 2;
+/// Most keys one [`Store::prefetch_keyed`] hints at: about as many misses
+/// as a core keeps in flight.
+pub const PREFETCH_MAX: usize = 16;
 /// Probe slots tried per key. Slots are 63-bit hashes: a key that needs a
 /// second one is already rare beyond belief; this bounds hostile input.
 pub const MAX_PROBES: u32 = 8;
@@ -133,21 +136,22 @@ impl Store {
         })
     }
 
-    /// A hint that `key` will be looked up soon: with `item` false it pulls
-    /// in the key's home bucket; with `item` true (once that bucket has
-    /// arrived) the item its first candidate names. A lookup misses the
-    /// cache on both, one after the other; hinting a batch of keys bucket
-    /// by bucket, then item by item, overlaps those misses. Never wrong,
-    /// only a hint: the lookup itself checks everything.
-    pub fn prefetch_keyed(&self, key: &[u8], item: bool) {
-        let h = crate::hash::hash(slot_key(key, 0));
-        if !item {
-            self.index.prefetch_home(h);
-            return;
+    /// A hint that `keys` will be looked up soon. A lookup misses the cache
+    /// on the key's home bucket, then on its item, one after the other;
+    /// this pulls in every bucket first, then every first candidate item, so
+    /// the misses of a batch overlap. Only a hint (the lookup checks
+    /// everything); keys past the first [`PREFETCH_MAX`] get none.
+    pub fn prefetch_keyed(&self, keys: &[&[u8]]) {
+        let mut hashes = [0u64; PREFETCH_MAX];
+        for (h, k) in hashes.iter_mut().zip(keys) {
+            *h = crate::hash::hash(slot_key(k, 0));
+            self.index.prefetch_home(*h);
         }
-        let c = self.index.first_candidate(h);
-        if c != crate::index::NO_ITEM {
-            self.arena.prefetch(c);
+        for &h in &hashes[..keys.len().min(PREFETCH_MAX)] {
+            let c = self.index.first_candidate(h);
+            if c != crate::index::NO_ITEM {
+                self.arena.prefetch(c);
+            }
         }
     }
 
@@ -333,6 +337,22 @@ mod tests {
         assert_eq!(s.delete_keyed(b"alpha", 8), Ok(KeyedOutcome::Deleted(false)));
         assert_eq!(get(&s, b"alpha"), None);
         assert_eq!(s.len(), 0);
+    }
+
+    #[test]
+    fn prefetch_hints_any_number_of_keys_and_change_nothing() {
+        let s = store(64);
+        let keys: Vec<Vec<u8>> = (0..PREFETCH_MAX as u8 * 2).map(|i| vec![b'k', i]).collect();
+        for k in keys.iter().step_by(2) {
+            assert_eq!(s.put_keyed(k, k, 1), Ok(KeyedOutcome::Stored));
+        }
+        let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        s.prefetch_keyed(&refs);
+        s.prefetch_keyed(&[]);
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(get(&s, k), (i % 2 == 0).then(|| k.clone()), "key {i}");
+        }
+        assert_eq!(s.len(), PREFETCH_MAX);
     }
 
     #[test]

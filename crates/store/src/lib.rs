@@ -49,7 +49,9 @@ mod sync;
 use arena::Arena;
 pub use error::StoreError;
 use index::Index;
-pub use keys::{KEY_OVERHEAD, KeyedOutcome, MAX_KEY_LEN, MAX_PROBES, is_keyed, item_len, slot_key};
+pub use keys::{
+    KEY_OVERHEAD, KeyedOutcome, MAX_KEY_LEN, MAX_PROBES, PREFETCH_MAX, is_keyed, item_len, slot_key,
+};
 use sync::{AtomicUsize, Ordering};
 
 /// Largest configurable value size: an item header stores `len + 1` in 24 bits; 1 MiB keeps

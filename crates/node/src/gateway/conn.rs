@@ -425,15 +425,13 @@ impl Conn {
     }
 }
 
-/// Frames [`hint_reads`] looks ahead at once: enough misses in flight to
-/// cover memory latency, within what a core's miss buffers hold.
-const HINT_AHEAD: usize = 16;
+/// Frames [`hint_reads`] looks ahead at once.
+const HINT_AHEAD: usize = rzab_store::PREFETCH_MAX;
 
 /// Hints the store about the Gets among the next [`HINT_AHEAD`] whole
-/// frames of `buf`: every home bucket first, then every first candidate
-/// item, so a batch's cache misses overlap instead of queueing one after
-/// another. Returns how many frames it looked at. A lone Get gains nothing
-/// from a hint and gets none.
+/// frames of `buf`, so a batch's cache misses overlap instead of queueing
+/// one after another. Returns how many frames it looked at. A lone Get
+/// gains nothing from a hint and gets none.
 fn hint_reads(store: &rzab_store::Store, buf: &[u8], max: usize) -> usize {
     let mut keys: [&[u8]; HINT_AHEAD] = [&[]; HINT_AHEAD];
     let (mut frames, mut gets, mut at) = (0, 0, 0);
@@ -449,9 +447,7 @@ fn hint_reads(store: &rzab_store::Store, buf: &[u8], max: usize) -> usize {
         at += n;
     }
     if gets > 1 {
-        let keys = &keys[..gets];
-        keys.iter().for_each(|k| store.prefetch_keyed(k, false));
-        keys.iter().for_each(|k| store.prefetch_keyed(k, true));
+        store.prefetch_keyed(&keys[..gets]);
     }
     frames
 }
@@ -460,15 +456,16 @@ fn hint_reads(store: &rzab_store::Store, buf: &[u8], max: usize) -> usize {
 /// entries of a queue that a write had held up; returns how many entries
 /// it looked at (at least one, so the caller's countdown moves).
 fn hint_queued(store: &rzab_store::Store, queue: &VecDeque<Entry>) -> usize {
-    let reads = || {
-        queue.iter().take(HINT_AHEAD).filter_map(|e| match e {
-            Entry::Read(key) => Some(key),
-            _ => None,
-        })
-    };
-    if reads().nth(1).is_some() {
-        reads().for_each(|k| store.prefetch_keyed(k, false));
-        reads().for_each(|k| store.prefetch_keyed(k, true));
+    let mut keys: [&[u8]; HINT_AHEAD] = [&[]; HINT_AHEAD];
+    let mut gets = 0;
+    for e in queue.iter().take(HINT_AHEAD) {
+        if let Entry::Read(key) = e {
+            keys[gets] = key;
+            gets += 1;
+        }
+    }
+    if gets > 1 {
+        store.prefetch_keyed(&keys[..gets]);
     }
     queue.len().clamp(1, HINT_AHEAD)
 }
