@@ -11,6 +11,7 @@ use crate::node::keyed_payload;
 use rzab_client::protocol::{ErrorCode, ReadFrameError, Reply, Request, VERSION, WriteOutcome, next_frame};
 use rzab_store::{KeyedOutcome, slot_key};
 use rzab_wire::Op;
+use smallvec::SmallVec;
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -31,10 +32,15 @@ const CHUNK: usize = 16 << 10;
 
 type WriteRx = oneshot::Receiver<Result<WriteDone, String>>;
 
+/// A queued read's key: held inline up to this many bytes. Most reads
+/// wait behind a write when a session pipelines; a heap copy of each key
+/// was one allocation per read.
+type Key = SmallVec<[u8; 48]>;
+
 /// A request waiting for its turn to be answered.
 enum Entry {
     /// A read (a Get, or the read of a SyncGet after its Sync).
-    Read(Vec<u8>),
+    Read(Key),
     /// A write handed to the lane; `reply` is false for a SyncGet's Sync.
     Write {
         rx: WriteRx,
@@ -314,13 +320,13 @@ impl Conn {
                     self.serve_read(key, at, out);
                     return false;
                 }
-                Ok((Entry::Read(key.to_vec()), None))
+                Ok((Entry::Read(Key::from_slice(key)), None))
             }
             Request::SyncGet { key } => {
                 s.sync_gets.fetch_add(1, Ordering::Relaxed);
                 self.check_key(key)
                     .and_then(|()| self.submit(Op::Sync, 0, Vec::new(), false))
-                    .map(|w| (w, Some(Entry::Read(key.to_vec()))))
+                    .map(|w| (w, Some(Entry::Read(Key::from_slice(key)))))
             }
             Request::Put { key, value } => {
                 s.puts.fetch_add(1, Ordering::Relaxed);
