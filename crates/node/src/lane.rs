@@ -2,6 +2,8 @@
 //! operations, sequence (leader), send; then back off if there was nothing
 //! to do.
 
+mod hosted;
+
 use crate::client_slots::{ClientSlots, WriteDone};
 use crate::config::PollMode;
 use crate::node::{Applied, LaneCmd, LaneReply, NodeShared};
@@ -116,8 +118,6 @@ pub struct LaneSetup<T> {
     pub control: Arc<Control>,
     pub clock: Clock,
 }
-
-mod hosted;
 
 /// Datagrams received or sent per batch.
 const BATCH: usize = 64;
@@ -720,15 +720,21 @@ impl<T: Transport> LaneWorker<T> {
         } else if idle <= polls {
             std::thread::yield_now();
         } else {
-            let until = self
-                .role
-                .as_ref()
-                .and_then(|r| r.poll_timeout())
-                .unwrap_or(Time::NEVER);
-            let wait = Duration::from_nanos(until.0.saturating_sub(now.0)).min(MAX_SLEEP);
+            let wait = self.idle_wait(now);
             self.rt.sleeps += 1;
             let _ = self.transport.wait(wait);
         }
+    }
+
+    /// How long an idle lane may wait: until its role's next timer, at
+    /// most `MAX_SLEEP`.
+    fn idle_wait(&self, now: Time) -> Duration {
+        let until = self
+            .role
+            .as_ref()
+            .and_then(|r| r.poll_timeout())
+            .unwrap_or(Time::NEVER);
+        Duration::from_nanos(until.0.saturating_sub(now.0)).min(MAX_SLEEP)
     }
 
     fn publish(&mut self, now: Time) {

@@ -100,14 +100,22 @@ fn role(cfg: &RunConfig, node: NodeId, lane: u8) -> Result<Role, RunError> {
     })
 }
 
-/// Sets the calling thread's nice value (Linux: per thread); a refusal
-/// (no CAP_SYS_NICE) leaves it as it was, with a warning.
-/// Puts the calling thread back at the default nice value (always allowed).
-pub(crate) fn default_nice() {
-    // SAFETY: as in `set_nice`.
-    let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 0) };
+/// Takes the calling thread from a raised priority (nice below 0) back to
+/// the default; a thread at 0 or above is left as it is. Lowering one's
+/// own priority needs no privilege.
+pub(crate) fn unraise_priority() {
+    // SAFETY: gettid, getpriority and setpriority take no pointers; on
+    // Linux PRIO_PROCESS with a thread id applies to that thread alone.
+    unsafe {
+        let tid = libc::gettid() as libc::id_t;
+        if libc::getpriority(libc::PRIO_PROCESS, tid) < 0 {
+            libc::setpriority(libc::PRIO_PROCESS, tid, 0);
+        }
+    }
 }
 
+/// Sets the calling thread's nice value (Linux: per thread); a refusal
+/// (no CAP_SYS_NICE) leaves it as it was, with a warning.
 fn set_nice(nice: i32) {
     if nice == 0 {
         return;

@@ -185,14 +185,14 @@ impl LogRing {
         (pos + len - tail <= size).then_some(pos)
     }
 
-    /// Where in `values` a value of `len` bytes for `lid` would go, if it
-    /// fits now.
-    fn place_for(&self, lid: u64, len: usize) -> Option<usize> {
+    /// Where a value of `len` bytes for `lid` would go, if it fits now:
+    /// its index in `values`, and its packed position (0 for slots).
+    fn place_for(&self, lid: u64, len: usize) -> Option<(usize, u64)> {
         match &self.place {
-            Place::Slots { value_max } => (len <= *value_max).then(|| self.slot(lid) * value_max),
+            Place::Slots { value_max } => (len <= *value_max).then(|| (self.slot(lid) * value_max, 0)),
             Place::Packed { .. } => self
                 .packed_at(lid, len)
-                .map(|pos| (pos % self.values.len() as u64) as usize),
+                .map(|pos| ((pos % self.values.len() as u64) as usize, pos)),
         }
     }
 
@@ -209,13 +209,12 @@ impl LogRing {
         if !self.in_window(lid) {
             return false;
         }
-        let Some(pos) = self.place_for(lid, value.len()) else {
+        let Some((pos, virt)) = self.place_for(lid, value.len()) else {
             return false;
         };
         debug_assert_eq!(meta.len as usize, value.len());
         let slot = self.slot(lid);
-        let packed = self.packed_at(lid, value.len());
-        if let (Place::Packed { at, head, next }, Some(virt)) = (&mut self.place, packed) {
+        if let Place::Packed { at, head, next } = &mut self.place {
             at[slot] = virt;
             *head = virt + value.len() as u64;
             *next = lid + 1;

@@ -17,6 +17,8 @@ pub struct HostSlot {
     /// Lane 0's transport can be waited on in a runtime (set before the
     /// lane's thread starts).
     capable: AtomicBool,
+    /// A gateway was handed over: lane 0 hosts one at most.
+    claimed: AtomicBool,
     offered: AtomicBool,
     future: Mutex<Option<GatewayFuture>>,
     /// Wakes the hosting lane from its own connections: a permit, no
@@ -31,6 +33,12 @@ impl HostSlot {
 
     pub fn capable(&self) -> bool {
         self.capable.load(Ordering::Acquire)
+    }
+
+    /// Whether lane 0 can host a gateway and hosts none yet; if so, the
+    /// caller must [`HostSlot::offer`] it one.
+    pub(crate) fn claim(&self) -> bool {
+        self.capable() && !self.claimed.swap(true, Ordering::AcqRel)
     }
 
     /// Hands lane 0 a gateway to run (it takes it on its next turn).
@@ -48,5 +56,23 @@ impl HostSlot {
         }
         self.offered.store(false, Ordering::Relaxed);
         self.future.lock().ok()?.take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lane_zero_hosts_one_gateway_at_most_and_only_if_capable() {
+        let h = HostSlot::default();
+        assert!(!h.claim(), "not capable: the gateway gets threads");
+        assert!(h.take().is_none());
+        h.set_capable();
+        assert!(h.claim());
+        assert!(!h.claim(), "a second gateway gets threads of its own");
+        h.offer(Box::pin(async {}));
+        assert!(h.take().is_some());
+        assert!(h.take().is_none(), "taken once");
     }
 }

@@ -4,10 +4,9 @@
 //! transport's sockets, a wake from its connections, or its next timer,
 //! while the connections run.
 
-use super::{LaneResult, LaneWorker, MAX_SLEEP, Phase};
+use super::{LaneResult, LaneWorker, Phase};
 use crate::config::PollMode;
 use crate::gateway::hosted::GatewayFuture;
-use rzab_proto::Time;
 use rzab_transport::Transport;
 use std::future::poll_fn;
 use std::os::fd::{AsRawFd, RawFd};
@@ -45,7 +44,7 @@ impl<T: Transport> LaneWorker<T> {
         };
         // Its connections share its priority now: ahead of the clients'
         // threads, it starved them (a third of the throughput on 2 cores).
-        crate::runner::default_nice();
+        crate::runner::unraise_priority();
         let fds = self.transport.wait_fds();
         let notify = self.node.host.notify.clone();
         rt.block_on(async move {
@@ -88,13 +87,14 @@ impl<T: Transport> LaneWorker<T> {
     /// Waits until a socket of the lane is readable, a connection handed
     /// it writes, or its next timer (at most `MAX_SLEEP`).
     async fn wait_beside(&mut self, ready: &[AsyncFd<Fd>], notify: &Notify) {
-        let now = self.clock.now();
-        let until = self
-            .role
-            .as_ref()
-            .and_then(|r| r.poll_timeout())
-            .unwrap_or(Time::NEVER);
-        let wait = Duration::from_nanos(until.0.saturating_sub(now.0)).min(MAX_SLEEP);
+        // The runtime's readiness is edge-triggered and may be stale: a
+        // turn can stop reading with datagrams still queued (its batch
+        // full of ones it dropped). Ask the sockets themselves first.
+        if readable_now(ready) {
+            let _ = self.transport.wait(Duration::ZERO);
+            return;
+        }
+        let wait = self.idle_wait(self.clock.now());
         self.rt.sleeps += 1;
         tokio::select! {
             _ = readable(ready) => {}
@@ -106,8 +106,26 @@ impl<T: Transport> LaneWorker<T> {
     }
 }
 
-/// Ready once any of `fds` is readable (clearing what it saw: the next turn
-/// reads everything there is).
+/// Whether any of `fds` has input now (a poll that does not block).
+fn readable_now(fds: &[AsyncFd<Fd>]) -> bool {
+    // A transport waits on a few descriptors (UDP: a doorbell and one or
+    // two sockets); poll(2) skips the negative ones.
+    let mut polled = [libc::pollfd {
+        fd: -1,
+        events: libc::POLLIN,
+        revents: 0,
+    }; 4];
+    for (p, fd) in polled.iter_mut().zip(fds) {
+        p.fd = fd.get_ref().0;
+    }
+    // SAFETY: `polled` is a valid array of its length for the whole call;
+    // a zero timeout never blocks.
+    let n = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, 0) };
+    n > 0
+}
+
+/// Ready once any of `fds` is readable (clearing what it saw; the caller
+/// checked the sockets just before, so what it clears is news).
 async fn readable(fds: &[AsyncFd<Fd>]) {
     poll_fn(|cx| {
         let mut any = false;
