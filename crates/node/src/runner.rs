@@ -96,7 +96,10 @@ fn role(cfg: &RunConfig, node: NodeId, lane: u8) -> Result<Role, RunError> {
     Ok(if node == cfg.leader {
         Role::Leader(LeaderLane::new(c).map_err(bad)?)
     } else {
-        Role::Follower(FollowerLane::new(c).map_err(bad)?)
+        // The first epoch's leader counts every follower.
+        let mut f = FollowerLane::new(c).map_err(bad)?;
+        f.commit_on_receipt(true);
+        Role::Follower(f)
     })
 }
 

@@ -36,6 +36,9 @@ pub struct FollowerLane {
     write_msg_seq: u64,
     /// Round trips of writes (sent to seen sequenced).
     rtt: Rtt,
+    /// Entries count as committed once stored here (see
+    /// [`FollowerLane::commit_on_receipt`]).
+    commits_on_receipt: bool,
     stats: LaneStats,
 }
 
@@ -69,6 +72,7 @@ impl FollowerLane {
             writes: PendingWrites::new(cfg.max_pending_writes, cfg.value_max, cfg.write_credits),
             write_msg_seq: 0,
             rtt: Rtt::new(cfg.min_retransmit_timeout, cfg.retransmit_timeout),
+            commits_on_receipt: false,
             stats: LaneStats::default(),
             cfg,
         })
@@ -97,6 +101,17 @@ impl FollowerLane {
     /// The current retransmission timeout of writes.
     pub fn rto(&self) -> crate::Span {
         self.rtt.rto()
+    }
+
+    /// Lets this lane count an entry as committed as soon as it holds it
+    /// (with every entry before it), without waiting for the leader's
+    /// Commit. Sound only when the leader and this node make a quorum (at
+    /// most 3 members) and the leader counts this node's acks (a voter, not
+    /// a learner): the entry is then held by a quorum of voters, exactly
+    /// what the leader's commit waits for. Saves a hop per write: a
+    /// follower's write applies one Prepare after it reaches the leader.
+    pub fn commit_on_receipt(&mut self, voter: bool) {
+        self.commits_on_receipt = voter && crate::quorum::majority(self.cfg.members.len()) <= 2;
     }
 
     /// Writes submitted and not yet applied here.
@@ -131,6 +146,9 @@ impl FollowerLane {
                 self.prepare_seq_seen = self.prepare_seq_seen.max(msg.header.seq);
                 self.on_prepare(now, first_lid, entries);
                 self.learn_commit(commit_lid);
+                if self.commits_on_receipt {
+                    self.commit_lid = self.commit_lid.max(self.received_lid);
+                }
             }
             Body::Commit(ranges) => {
                 self.commit_seq_seen = self.commit_seq_seen.max(msg.header.seq);

@@ -40,7 +40,10 @@ impl Role {
             .and_then(|v| v.get(lane))
             .copied()
             .unwrap_or(0);
-        Ok(Role::Follower(FollowerLane::new_at(cfg, from)?))
+        let mut f = FollowerLane::new_at(cfg, from)?;
+        // A learner's holding counts for nothing until it is promoted.
+        f.commit_on_receipt(start.serving);
+        Ok(Role::Follower(f))
     }
 
     pub fn handle(&mut self, now: Time, m: &Message<'_>) {

@@ -265,3 +265,36 @@ fn a_lane_joined_midstream_starts_at_its_lid_and_says_so() {
     f.skip_applied();
     assert_eq!((f.apply_lid(), f.stats().skipped_applied), (41, 1));
 }
+
+#[test]
+fn a_voter_of_three_commits_what_it_holds_without_the_commit() {
+    let two_entries = |f: &mut FollowerLane| {
+        let gap = prepare_msg(1, 1, 0, &[prep(2, 0, 0, 2, 11, b"b")]);
+        f.handle(T0, &msg(&gap));
+        assert!(
+            f.next_apply().is_none(),
+            "lid 0 is missing: nothing after it counts"
+        );
+        let first = prepare_msg(2, 0, 0, &[prep(1, 0, 0, 1, 10, b"a")]);
+        f.handle(T0, &msg(&first));
+    };
+    let mut voter = follower();
+    voter.commit_on_receipt(true);
+    two_entries(&mut voter);
+    assert_eq!(
+        apply_all(&mut voter),
+        vec![(0, Zxid::new(1, 1)), (1, Zxid::new(1, 2))]
+    );
+    // A learner, or a member of five (the leader and it are no quorum),
+    // waits for the leader's Commit.
+    let mut learner = follower();
+    learner.commit_on_receipt(false);
+    two_entries(&mut learner);
+    assert!(learner.next_apply().is_none());
+    let mut of_five = FollowerLane::new(cfg(ME, &[0, 1, 2, 3, 4])).unwrap();
+    of_five.commit_on_receipt(true);
+    two_entries(&mut of_five);
+    assert!(of_five.next_apply().is_none());
+    of_five.handle(T0, &msg(&commit_msg(1, 0, 2)));
+    assert_eq!(apply_all(&mut of_five).len(), 2);
+}
