@@ -200,9 +200,10 @@ pub struct ClientsConfig {
     /// Writes one session may have in flight in the protocol (they still
     /// apply in the order issued).
     pub write_depth: usize,
-    /// Threads serving connections at each node; 0 serves them in lane 0's
+    /// Threads serving connections at each node; 0 serves them in the lane's
     /// thread (one thread less, no wake-up between a connection and its
-    /// lane) where the transport allows it (UDP), else in one thread.
+    /// lane) when the node has one lane and the transport allows it (UDP),
+    /// else in one thread.
     pub threads: usize,
 }
 
