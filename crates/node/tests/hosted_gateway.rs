@@ -1,6 +1,6 @@
-//! Over UDP, `rzab serve` runs each node's client gateway in lane 0's
-//! thread by default (`client.threads = 0`): the lane's sockets and the
-//! client connections share one poll loop. Pipelined sessions get the same
+//! Over UDP, `rzab serve` runs each node's client gateway in its lane's
+//! thread by default (`client.threads = 0`, one lane): the lane's sockets
+//! and the client connections share one poll loop. Pipelined sessions get the same
 //! answers as through a gateway with threads of its own, every node ends
 //! with the same state, and no thread of the gateway's own exists.
 
@@ -14,9 +14,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-fn cluster_file(port: u16, threads: usize) -> ClusterFile {
+fn cluster_file(net: u8, port: u16, lanes: u8, threads: usize) -> ClusterFile {
     let mut cfg = RunConfig {
         interval_s: 3600.0,
+        lanes,
         ..RunConfig::default()
     };
     cfg.proto.mtu = 1472;
@@ -26,10 +27,10 @@ fn cluster_file(port: u16, threads: usize) -> ClusterFile {
     cfg.clients.slots = 16;
     cfg.clients.threads = threads;
     let addrs: Vec<SocketAddr> = (0..3)
-        .map(|i| SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 0, 5, i + 1), port)))
+        .map(|i| SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 0, net, i + 1), port)))
         .collect();
     let transport = TransportSection {
-        multicast_group: SocketAddrV4::new(Ipv4Addr::new(239, 255, 99, 5), port + 500),
+        multicast_group: SocketAddrV4::new(Ipv4Addr::new(239, 255, 99, net), port + 500),
         ..TransportSection::default()
     };
     let file = ClusterFile::from_run(&cfg, &addrs, transport);
@@ -135,15 +136,20 @@ fn assert_converged(outcomes: &[NodeOutcome]) {
 #[test]
 fn gateways_in_the_lane_thread_and_in_their_own_serve_alike() {
     let port = 24_000 + (std::process::id() % 1000) as u16 * 8;
-    let (threads, outcomes) = serve_while(&cluster_file(port, 0), pipelined_sessions);
+    let (threads, outcomes) = serve_while(&cluster_file(5, port, 1, 0), pipelined_sessions);
     assert_eq!(threads, Vec::<String>::new(), "hosted: no gateway threads");
     assert_converged(&outcomes);
 
-    let (threads, outcomes) = serve_while(&cluster_file(port + 4, 1), pipelined_sessions);
+    let (threads, outcomes) = serve_while(&cluster_file(5, port + 4, 1, 1), pipelined_sessions);
     assert_eq!(
         threads.len(),
         6,
         "a runtime thread and a worker per node: {threads:?}"
     );
+    assert_converged(&outcomes);
+
+    // With two lanes the gateway keeps threads of its own.
+    let (threads, outcomes) = serve_while(&cluster_file(6, port, 2, 0), pipelined_sessions);
+    assert_eq!(threads.len(), 6, "two lanes: {threads:?}");
     assert_converged(&outcomes);
 }
