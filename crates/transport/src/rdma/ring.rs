@@ -41,8 +41,8 @@ impl Default for Credits {
 /// answers to hellos and duplicates arrive on top), at least 64 buffers,
 /// rounded up to a power of two.
 pub fn ring_slots(c: Credits, peers: usize) -> usize {
-    let follower = c.prepare + c.commit;
-    let leader = peers * (c.write + c.prepare);
+    let follower = c.prepare.saturating_add(c.commit);
+    let leader = peers.saturating_mul(c.write.saturating_add(c.prepare));
     follower
         .max(leader)
         .saturating_mul(2)
