@@ -459,21 +459,27 @@ fn hint_reads(store: &rzab_store::Store, buf: &[u8], max: usize) -> usize {
 }
 
 /// Like [`hint_reads`], for the reads among the next [`HINT_AHEAD`]
-/// entries of a queue that a write had held up; returns how many entries
-/// it looked at (at least one, so the caller's countdown moves).
+/// entries of a queue that a write had held up, up to the next write not
+/// yet applied (what follows it cannot be answered now); returns how many
+/// entries it looked at (at least one, so the caller's countdown moves).
 fn hint_queued(store: &rzab_store::Store, queue: &VecDeque<Entry>) -> usize {
     let mut keys: [&[u8]; HINT_AHEAD] = [&[]; HINT_AHEAD];
-    let mut gets = 0;
+    let (mut gets, mut looked) = (0, 0);
     for e in queue.iter().take(HINT_AHEAD) {
-        if let Entry::Read(key) = e {
-            keys[gets] = key;
-            gets += 1;
+        match e {
+            Entry::Write { done: None, .. } if looked > 0 => break,
+            Entry::Read(key) => {
+                keys[gets] = key;
+                gets += 1;
+            }
+            _ => {}
         }
+        looked += 1;
     }
     if gets > 1 {
         store.prefetch_keyed(&keys[..gets]);
     }
-    queue.len().clamp(1, HINT_AHEAD)
+    looked.max(1)
 }
 
 fn error_reply(out: &mut Vec<u8>, r: &Refusal) {

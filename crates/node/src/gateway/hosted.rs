@@ -31,14 +31,10 @@ impl HostSlot {
         self.capable.store(true, Ordering::Release);
     }
 
-    pub fn capable(&self) -> bool {
-        self.capable.load(Ordering::Acquire)
-    }
-
     /// Whether lane 0 can host a gateway and hosts none yet; if so, the
     /// caller must [`HostSlot::offer`] it one.
     pub(crate) fn claim(&self) -> bool {
-        self.capable() && !self.claimed.swap(true, Ordering::AcqRel)
+        self.capable.load(Ordering::Acquire) && !self.claimed.swap(true, Ordering::AcqRel)
     }
 
     /// Hands lane 0 a gateway to run (it takes it on its next turn).

@@ -156,11 +156,6 @@ impl Gateway {
         self.addr
     }
 
-    /// Whether lane 0's thread runs it.
-    pub fn is_hosted(&self) -> bool {
-        self.thread.is_none()
-    }
-
     /// Stops accepting and closes every connection.
     pub fn stop(self) {
         drop(self);

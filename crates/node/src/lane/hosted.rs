@@ -110,6 +110,7 @@ impl<T: Transport> LaneWorker<T> {
 fn readable_now(fds: &[AsyncFd<Fd>]) -> bool {
     // A transport waits on a few descriptors (UDP: a doorbell and one or
     // two sockets); poll(2) skips the negative ones.
+    debug_assert!(fds.len() <= 4, "readable_now checks 4 descriptors");
     let mut polled = [libc::pollfd {
         fd: -1,
         events: libc::POLLIN,

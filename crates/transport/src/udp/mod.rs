@@ -201,6 +201,7 @@ impl Transport for UdpEndpoint {
         let (fds, n) = self.poll_fds();
         fds[..n].iter().map(|f| f.fd).collect()
     }
+
     /// An empty receive costs two system calls (unicast and group socket):
     /// block in poll(2) almost at once instead.
     fn idle_polls(&self) -> u32 {
