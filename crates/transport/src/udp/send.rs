@@ -218,10 +218,12 @@ impl Sender {
 }
 
 /// The errors a kernel or device gives when it cannot segment for us.
+/// EMSGSIZE: a segment longer than the device's MTU (a veth of 1500 bytes
+/// refuses a 4072-byte segment so; sent alone, the datagram is fragmented).
 fn gso_refused(err: c_int) -> bool {
     matches!(
         err,
-        libc::EIO | libc::EINVAL | libc::EOPNOTSUPP | libc::ENOPROTOOPT
+        libc::EIO | libc::EINVAL | libc::EMSGSIZE | libc::EOPNOTSUPP | libc::ENOPROTOOPT
     )
 }
 
