@@ -7,7 +7,7 @@
 //! only once it has applied everything the session saw.
 
 use crate::conn::{Answer, Conn, drive};
-use crate::protocol::{ErrorCode, ReadFrameError, Reply, Request, WriteOutcome};
+use crate::protocol::{Binding, ErrorCode, ReadFrameError, Reply, Request, WriteOutcome};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,6 +78,8 @@ pub(crate) struct Session {
     max_key: AtomicU64,
     max_value: AtomicU64,
     node: AtomicU64,
+    /// The last connection's binding: the next Hello fences it off.
+    binding: std::sync::Mutex<Option<Binding>>,
 }
 
 impl Session {
@@ -117,6 +119,7 @@ impl Client {
             max_key: AtomicU64::new(u16::MAX as u64),
             max_value: AtomicU64::new(u32::MAX as u64),
             node: AtomicU64::new(0),
+            binding: std::sync::Mutex::new(None),
         });
         let mut next = 0;
         let stream = connect_any(&cfg, &session, &mut next).await?;
@@ -249,9 +252,11 @@ async fn hello(cfg: &ClientConfig, s: &Session, addr: SocketAddr) -> Result<TcpS
         .map_err(|e| Error::NoServer(e.to_string()))?;
     let _ = stream.set_nodelay(true);
     let mut out = Vec::new();
+    let prev = *s.binding.lock().unwrap_or_else(|p| p.into_inner());
     Request::Hello {
         session: s.id.load(Ordering::Relaxed),
         last_zxid: s.last_zxid.load(Ordering::Relaxed),
+        prev,
         token: cfg.token.as_deref().unwrap_or_default(),
     }
     .encode(&mut out);
@@ -268,8 +273,10 @@ async fn hello(cfg: &ClientConfig, s: &Session, addr: SocketAddr) -> Result<TcpS
             node,
             max_key,
             max_value,
+            binding,
             ..
         } => {
+            *s.binding.lock().unwrap_or_else(|p| p.into_inner()) = Some(binding);
             s.id.store(session, Ordering::Relaxed);
             s.saw(zxid);
             s.max_key.store(max_key as u64, Ordering::Relaxed);

@@ -3,8 +3,9 @@
 //! Every frame is a `u32` little-endian body length, then the body: a tag
 //! byte and the tag's fields (integers little-endian; keys as `u16` length
 //! and bytes, values as `u32` length and bytes). A connection opens with
-//! `Hello` (magic, version, session, last zxid seen, token) and the server
-//! answers `Welcome` or `Error`. After that a client may send many requests
+//! `Hello` (magic, version, session, last zxid seen, the session's previous
+//! binding if any, token) and the server answers `Welcome` (with the new
+//! binding) or `Error`. After that a client may send many requests
 //! without waiting; the server answers each in order.
 //!
 //! Decoding is total: any byte string is a valid message or an error, never
@@ -12,7 +13,7 @@
 
 /// First bytes of a Hello.
 pub const MAGIC: [u8; 4] = *b"RZB1";
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Bytes of the length prefix.
 pub const LEN_PREFIX: usize = 4;
 
@@ -35,6 +36,10 @@ pub enum Request<'a> {
     Hello {
         session: u64,
         last_zxid: u64,
+        /// The binding of the session's last connection: the server fences
+        /// it off, so none of that connection's writes still on their way
+        /// can apply after this one's (FIFO order across replicas).
+        prev: Option<Binding>,
         token: &'a [u8],
     },
     /// A read served from the replica's local state.
@@ -113,6 +118,36 @@ impl ErrorCode {
     }
 }
 
+/// Where a connection's writes are numbered: a session slot of one lane of
+/// one replica, in one generation (each connection starts a new one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Binding {
+    pub node: u8,
+    pub lane: u8,
+    pub session: u32,
+    pub generation: u64,
+}
+
+const BINDING_LEN: usize = 1 + 1 + 4 + 8;
+
+impl Binding {
+    fn encode(&self, o: &mut Vec<u8>) {
+        o.push(self.node);
+        o.push(self.lane);
+        o.extend_from_slice(&self.session.to_le_bytes());
+        o.extend_from_slice(&self.generation.to_le_bytes());
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Binding, DecodeError> {
+        Ok(Binding {
+            node: r.u8()?,
+            lane: r.u8()?,
+            session: r.u32()?,
+            generation: r.u64()?,
+        })
+    }
+}
+
 /// A server's message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reply<'a> {
@@ -124,6 +159,8 @@ pub enum Reply<'a> {
         max_key: u16,
         max_value: u32,
         max_inflight: u32,
+        /// This connection's binding, for the next Hello's `prev`.
+        binding: Binding,
     },
     /// `zxid`: the replica's applied point before the read (what the
     /// session has now seen); `version`: the zxid of the write that stored
@@ -166,6 +203,8 @@ pub enum DecodeError {
     BadText,
     #[error("frame of {len} bytes exceeds the limit of {max}")]
     TooLarge { len: usize, max: usize },
+    #[error("a presence flag is {0}, not 0 or 1")]
+    BadFlag(u8),
 }
 
 /// A body parsed from the front.
@@ -244,6 +283,7 @@ impl<'a> Request<'a> {
             Request::Hello {
                 session,
                 last_zxid,
+                prev,
                 token,
             } => {
                 o.push(T_HELLO);
@@ -251,6 +291,13 @@ impl<'a> Request<'a> {
                 o.push(VERSION);
                 o.extend_from_slice(&session.to_le_bytes());
                 o.extend_from_slice(&last_zxid.to_le_bytes());
+                match prev {
+                    Some(b) => {
+                        o.push(1);
+                        b.encode(o);
+                    }
+                    None => o.push(0),
+                }
                 put_key(o, token);
             }
             Request::Get { key } => {
@@ -278,7 +325,7 @@ impl<'a> Request<'a> {
         let fixed = LEN_PREFIX + 1 + 2 + 4;
         fixed
             + match *self {
-                Request::Hello { token, .. } => 4 + 1 + 16 + token.len(),
+                Request::Hello { token, .. } => 4 + 1 + 16 + 1 + BINDING_LEN + token.len(),
                 Request::Get { key } | Request::SyncGet { key } | Request::Delete { key } => key.len(),
                 Request::Put { key, value } => key.len() + value.len(),
             }
@@ -295,9 +342,30 @@ impl<'a> Request<'a> {
                     return Err(DecodeError::BadMagic);
                 }
                 version = r.u8()?;
+                if version != VERSION {
+                    // The rest may be laid out otherwise: the caller
+                    // refuses the version, not the bytes.
+                    return Ok((
+                        Request::Hello {
+                            session: 0,
+                            last_zxid: 0,
+                            prev: None,
+                            token: &[],
+                        },
+                        version,
+                    ));
+                }
+                let session = r.u64()?;
+                let last_zxid = r.u64()?;
+                let prev = match r.u8()? {
+                    0 => None,
+                    1 => Some(Binding::decode(&mut r)?),
+                    f => return Err(DecodeError::BadFlag(f)),
+                };
                 Request::Hello {
-                    session: r.u64()?,
-                    last_zxid: r.u64()?,
+                    session,
+                    last_zxid,
+                    prev,
                     token: r.key()?,
                 }
             }
@@ -326,6 +394,7 @@ impl<'a> Reply<'a> {
                 max_key,
                 max_value,
                 max_inflight,
+                binding,
             } => {
                 o.push(R_WELCOME);
                 o.extend_from_slice(&session.to_le_bytes());
@@ -334,6 +403,7 @@ impl<'a> Reply<'a> {
                 o.extend_from_slice(&max_key.to_le_bytes());
                 o.extend_from_slice(&max_value.to_le_bytes());
                 o.extend_from_slice(&max_inflight.to_le_bytes());
+                binding.encode(o);
             }
             Reply::Value { zxid, version, value } => {
                 o.push(R_VALUE);
@@ -374,6 +444,7 @@ impl<'a> Reply<'a> {
                 max_key: r.u16()?,
                 max_value: r.u32()?,
                 max_inflight: r.u32()?,
+                binding: Binding::decode(&mut r)?,
             },
             R_VALUE => Reply::Value {
                 zxid: r.u64()?,
@@ -492,7 +563,19 @@ mod tests {
             Request::Hello {
                 session: 7,
                 last_zxid: 1 << 33,
+                prev: None,
                 token: b"secret",
+            },
+            Request::Hello {
+                session: 8,
+                last_zxid: 3,
+                prev: Some(Binding {
+                    node: 2,
+                    lane: 1,
+                    session: 70_000,
+                    generation: 1 << 35,
+                }),
+                token: b"",
             },
             Request::Get { key: b"k1" },
             Request::SyncGet { key: b"" },
@@ -510,6 +593,28 @@ mod tests {
     }
 
     #[test]
+    fn a_hello_with_a_bad_binding_flag_or_another_version_is_told_apart() {
+        let mut out = Vec::new();
+        Request::Hello {
+            session: 1,
+            last_zxid: 2,
+            prev: None,
+            token: b"t",
+        }
+        .encode(&mut out);
+        // Frame prefix 4, tag 1, magic 4, version 1, session 8, zxid 8.
+        let flag = 4 + 1 + 4 + 1 + 8 + 8;
+        out[flag] = 2;
+        assert_eq!(Request::decode(body(&out)), Err(DecodeError::BadFlag(2)));
+        out[flag] = 0;
+        out[4 + 1 + 4] = 1;
+        assert!(matches!(
+            Request::decode(body(&out)),
+            Ok((Request::Hello { .. }, 1))
+        ));
+    }
+
+    #[test]
     fn replies_round_trip() {
         let reps = [
             Reply::Welcome {
@@ -519,6 +624,12 @@ mod tests {
                 max_key: 64,
                 max_value: 1024,
                 max_inflight: 128,
+                binding: Binding {
+                    node: 3,
+                    lane: 0,
+                    session: 5,
+                    generation: 9,
+                },
             },
             Reply::Value {
                 zxid: 5,

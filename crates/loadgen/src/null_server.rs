@@ -5,7 +5,7 @@
 //! has, and the client), which no store served over the same path can beat.
 
 use rzab_client::WriteOutcome;
-use rzab_client::protocol::{Reply, Request, next_frame};
+use rzab_client::protocol::{Binding, Reply, Request, next_frame};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -84,6 +84,12 @@ fn reply(req: &Request<'_>, session: u64) -> Reply<'static> {
             max_key: u16::MAX,
             max_value: MAX_FRAME as u32 / 2,
             max_inflight: 1 << 16,
+            binding: Binding {
+                node: 0,
+                lane: 0,
+                session: 0,
+                generation: 1,
+            },
         },
         Request::Get { .. } | Request::SyncGet { .. } => Reply::NotFound { zxid: 0 },
         Request::Put { .. } => Reply::Written {

@@ -8,7 +8,7 @@
 
 use rzab_proto::{Submitted, Time, Zxid};
 use rzab_store::KeyedOutcome;
-use rzab_wire::{Op, WriteEntry};
+use rzab_wire::{GEN_COUNTER_MAX, Op, WriteEntry, gen_end, gen_start, seq_gen};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +23,10 @@ pub struct WriteDone {
     /// What a keyed write did; `None` for a sync, or when the write was
     /// found applied after a fail-over (its effect was not seen here).
     pub outcome: Option<KeyedOutcome>,
+    /// Its session (the lane's number for the slot) and seq: for a `Bind`,
+    /// the binding a client names when it fences it off later.
+    pub session: u32,
+    pub seq: u64,
 }
 
 /// A write the gateway hands a lane.
@@ -40,7 +44,7 @@ pub struct ClientWrite {
 }
 
 struct Pending {
-    seq: u32,
+    seq: u64,
     write: ClientWrite,
     issued_at: Time,
 }
@@ -48,7 +52,7 @@ struct Pending {
 #[derive(Default)]
 struct Slot {
     /// The last seq this slot used (it outlives the connections it serves).
-    seq: u32,
+    seq: u64,
     /// Writes numbered, oldest first; the first `sent` of them are
     /// accepted by the lane's role (writes are offered in order and the
     /// first one not accepted stops the rest, so they are a prefix).
@@ -56,6 +60,9 @@ struct Slot {
     sent: usize,
     /// Writes waiting for room in `inflight`.
     queue: VecDeque<ClientWrite>,
+    /// The connection's generation was fenced (its client moved to another
+    /// replica): its writes fail until a new connection binds the slot.
+    dead: bool,
 }
 
 /// A lane's client slots.
@@ -151,22 +158,61 @@ impl ClientSlots {
     }
 
     /// A write of session `session` applied here. Returns the latency of
-    /// the client write it completed, if it was one.
-    pub fn complete(&mut self, session: u32, seq: u32, done: WriteDone, now: Time) -> Option<u64> {
-        let i = session.checked_sub(self.base)?;
-        let s = self.slots.get_mut(i as usize)?;
+    /// the client write it completed, if it was one. Older writes still in
+    /// flight never will be (the leader sequences a session in order): a
+    /// later generation stranded them.
+    pub fn complete(&mut self, session: u32, seq: u64, done: WriteDone, now: Time) -> Option<u64> {
+        let i = session.checked_sub(self.base)? as usize;
+        self.slots.get(i)?;
+        while self.slots[i].inflight.front().is_some_and(|p| p.seq < seq) {
+            self.fail_front(i, "not applied: a newer connection of its slot superseded it");
+        }
+        let s = &mut self.slots[i];
         if s.inflight.front().is_none_or(|p| p.seq != seq) {
             return None;
         }
+        let p = self.pop_front(i)?;
+        (p.write.done)(Ok(done));
+        self.unsent += fill(&mut self.slots[i], self.depth, now);
+        Some(now.0.saturating_sub(p.issued_at.0).max(1))
+    }
+
+    /// A `Bind` applied here fenced generation `generation` of `session`:
+    /// its client went on through another replica, so its writes in flight
+    /// will never apply, and its connection's later writes must not.
+    pub fn fence(&mut self, session: u32, generation: u64, now: Time) {
+        let Some(i) = session.checked_sub(self.base).map(|i| i as usize) else {
+            return;
+        };
+        if i >= self.slots.len() {
+            return;
+        }
+        let end = gen_end(generation);
+        while self.slots[i].inflight.front().is_some_and(|p| p.seq <= end) {
+            self.fail_front(i, "not applied: the session moved to another replica");
+        }
+        let s = &mut self.slots[i];
+        if seq_gen(s.seq) == generation {
+            s.dead = true;
+        }
+        self.unsent += fill(s, self.depth, now);
+    }
+
+    fn pop_front(&mut self, i: usize) -> Option<Pending> {
+        let s = &mut self.slots[i];
         let p = s.inflight.pop_front()?;
         match s.sent {
             // Found applied before it was offered again (after a pause).
             0 => self.unsent -= 1,
             _ => s.sent -= 1,
         }
-        (p.write.done)(Ok(done));
-        self.unsent += fill(s, self.depth, now);
-        Some(now.0.saturating_sub(p.issued_at.0).max(1))
+        Some(p)
+    }
+
+    fn fail_front(&mut self, i: usize, why: &str) {
+        if let Some(p) = self.pop_front(i) {
+            (p.write.done)(Err(why.into()));
+        }
     }
 
     /// The epoch ended: writes in flight are submitted again when serving
@@ -182,26 +228,40 @@ impl ClientSlots {
     /// Serving resumes: `last(session)` is the last write of each session
     /// this node has applied. Writes in flight found applied complete
     /// (their effect unknown); an idle slot's seq moves past it.
-    pub fn reconcile(&mut self, now: Time, last: impl Fn(u32) -> Option<(u32, Zxid)>) -> usize {
+    pub fn reconcile(&mut self, now: Time, last: impl Fn(u32) -> Option<(u64, Zxid)>) -> usize {
         let mut completed = 0;
         for i in 0..self.slots.len() {
             let session = self.base + i as u32;
             let Some((seq, zxid)) = last(session) else {
                 continue;
             };
+            // The last seq of a generation is never a write's: a fence
+            // raised the session to it.
+            let fenced = seq & GEN_COUNTER_MAX == GEN_COUNTER_MAX;
             while let Some(p) = self.slots[i]
                 .inflight
                 .front()
                 .map(|p| p.seq)
                 .filter(|&p| p <= seq)
             {
+                if fenced || seq_gen(p) != seq_gen(seq) {
+                    // Applied before the fence or the newer binding, or
+                    // stranded by it: which, this node cannot tell.
+                    self.fail_front(i, "outcome unknown: the session moved on during a fail-over");
+                    continue;
+                }
                 let done = WriteDone {
                     zxid: zxid.0,
                     outcome: None,
+                    session,
+                    seq: p,
                 };
                 completed += self.complete(session, p, done, now).map_or(0, |_| 1);
             }
             let s = &mut self.slots[i];
+            if fenced && seq_gen(s.seq) <= seq_gen(seq) {
+                s.dead = true;
+            }
             if s.inflight.is_empty() {
                 s.seq = s.seq.max(seq);
             }
@@ -228,7 +288,8 @@ impl ClientSlots {
 }
 
 /// Numbers waiting writes into the slot's window (dropping those of
-/// connections that are gone); returns how many it numbered.
+/// connections that are gone); returns how many it numbered. A `Bind`
+/// opens the next generation; other writes count on within it.
 fn fill(s: &mut Slot, depth: usize, now: Time) -> usize {
     let before = s.inflight.len();
     while s.inflight.len() < depth {
@@ -237,9 +298,23 @@ fn fill(s: &mut Slot, depth: usize, now: Time) -> usize {
             (write.done)(Err("the connection closed".into()));
             continue;
         }
-        s.seq = s.seq.wrapping_add(1);
+        let seq = if write.op == Op::Bind {
+            s.dead = false;
+            gen_start(seq_gen(s.seq) + 1)
+        } else {
+            s.seq + 1
+        };
+        if write.op != Op::Bind && s.dead {
+            (write.done)(Err("not applied: the session moved to another replica".into()));
+            continue;
+        }
+        if seq_gen(seq) != seq_gen(s.seq) && write.op != Op::Bind {
+            (write.done)(Err("the connection used up its write counter; reconnect".into()));
+            continue;
+        }
+        s.seq = seq;
         s.inflight.push_back(Pending {
-            seq: s.seq,
+            seq,
             write,
             issued_at: now,
         });
@@ -270,7 +345,89 @@ mod tests {
         WriteDone {
             zxid,
             outcome: Some(KeyedOutcome::Stored),
+            session: 0,
+            seq: 0,
         }
+    }
+
+    fn bind(slot: u32, log: &Log) -> ClientWrite {
+        ClientWrite {
+            op: Op::Bind,
+            payload: Vec::new(),
+            ..write(slot, log)
+        }
+    }
+
+    fn offered(c: &mut ClientSlots) -> Vec<(Op, u64)> {
+        let mut seen = Vec::new();
+        c.submit(Time(1), |e| {
+            seen.push((e.op, e.seq));
+            Submitted::Accepted
+        });
+        seen
+    }
+
+    #[test]
+    fn each_connection_opens_a_generation_and_a_fence_ends_it() {
+        let log = Log::default();
+        let mut c = ClientSlots::new(0, 1, 8, true);
+        c.take(bind(0, &log), Time(0));
+        c.take(write(0, &log), Time(0));
+        c.take(write(0, &log), Time(0));
+        let g1 = gen_start(1);
+        assert_eq!(
+            offered(&mut c),
+            [(Op::Bind, g1), (Op::KeyedPut, g1 + 1), (Op::KeyedPut, g1 + 2)]
+        );
+        assert!(c.complete(0, g1, done(1), Time(2)).is_some());
+        // The client moved on: the fence fails what is in flight, and the
+        // connection's later writes, until a new connection binds.
+        c.fence(0, 1, Time(3));
+        c.take(write(0, &log), Time(3));
+        assert_eq!(offered(&mut c), []);
+        c.take(bind(0, &log), Time(4));
+        c.take(write(0, &log), Time(4));
+        let g2 = gen_start(2);
+        assert_eq!(offered(&mut c), [(Op::Bind, g2), (Op::KeyedPut, g2 + 1)]);
+        let results: Vec<bool> = log.lock().expect("log").iter().map(|r| r.is_ok()).collect();
+        assert_eq!(results, [true, false, false, false]);
+        assert!(c.consistent());
+    }
+
+    #[test]
+    fn a_later_generation_applied_fails_the_stranded_writes_before_it() {
+        let log = Log::default();
+        let mut c = ClientSlots::new(0, 1, 8, true);
+        c.take(bind(0, &log), Time(0));
+        c.take(write(0, &log), Time(0));
+        // The connection closes with its write in flight; the next binds.
+        c.take(bind(0, &log), Time(0));
+        assert_eq!(offered(&mut c).len(), 3);
+        assert!(c.complete(0, gen_start(1), done(1), Time(1)).is_some());
+        assert!(c.complete(0, gen_start(2), done(3), Time(1)).is_some());
+        let results: Vec<bool> = log.lock().expect("log").iter().map(|r| r.is_ok()).collect();
+        assert_eq!(
+            results,
+            [true, false, true],
+            "the stranded write failed, in order"
+        );
+        assert!(c.consistent());
+    }
+
+    #[test]
+    fn a_fence_found_at_reconcile_leaves_the_outcome_unknown() {
+        let log = Log::default();
+        let mut c = ClientSlots::new(0, 1, 8, true);
+        c.take(bind(0, &log), Time(0));
+        c.take(write(0, &log), Time(0));
+        assert_eq!(offered(&mut c).len(), 2);
+        c.unsubmit();
+        let n = c.reconcile(Time(2), |_| Some((gen_end(1), Zxid(9))));
+        assert_eq!(n, 0, "nothing is reported applied");
+        c.take(write(0, &log), Time(3));
+        assert_eq!(offered(&mut c), [], "the fenced connection writes no more");
+        assert_eq!(log.lock().expect("log").iter().filter(|r| r.is_err()).count(), 3);
+        assert!(c.consistent());
     }
 
     #[test]
@@ -289,10 +446,11 @@ mod tests {
         );
         assert_eq!(seen, [(10, 1)]);
         assert_eq!(
-            c.complete(10, 2, done(5), Time(2)),
+            c.complete(10, 0, done(5), Time(2)),
             None,
             "not the write in flight"
         );
+        assert_eq!(c.complete(11, 1, done(5), Time(2)), None, "another slot's");
         assert_eq!(c.complete(10, 1, done(5), Time(3)), Some(3));
         assert_eq!(
             c.submit(Time(4), |e| {
@@ -319,9 +477,9 @@ mod tests {
         });
         assert_eq!(seqs, [1, 2, 3], "three in flight, two wait");
         assert_eq!(
-            c.complete(0, 2, done(9), Time(1)),
+            c.complete(0, 0, done(9), Time(1)),
             None,
-            "only the oldest completes"
+            "a stale seq changes nothing"
         );
         assert!(c.complete(0, 1, done(8), Time(1)).is_some());
         assert!(c.complete(0, 2, done(9), Time(1)).is_some());
@@ -360,7 +518,9 @@ mod tests {
             log.lock().expect("log").as_slice(),
             &[Ok(WriteDone {
                 zxid: 77,
-                outcome: None
+                outcome: None,
+                session: 0,
+                seq: 1
             })]
         );
         let mut again = Vec::new();

@@ -377,7 +377,8 @@ impl RunConfig {
     pub fn value_max(&self) -> usize {
         let c = &self.clients;
         if c.enabled() {
-            self.workload.value_size.max(c.item_size())
+            // A connection's `Bind` carries a fence in its value.
+            self.workload.value_size.max(c.item_size()).max(rzab_wire::FENCE_LEN)
         } else {
             self.workload.value_size
         }

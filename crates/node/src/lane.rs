@@ -507,9 +507,18 @@ impl<T: Transport> LaneWorker<T> {
                 .map_err(|err| format!("node {} cannot apply {z}: {err}", node.id))?;
             self.node.gate.publish(z);
             let (origin, session, seq) = (a.origin, a.session, a.seq);
+            let fence = rzab_proto::fence_of(a.op, a.value).filter(|f| f.node == self.node.id);
             role.advance_apply();
+            if let Some(f) = fence {
+                self.clients.fence(f.session, f.generation, now);
+            }
             if origin == self.node.id {
-                let done = WriteDone { zxid: z.0, outcome };
+                let done = WriteDone {
+                    zxid: z.0,
+                    outcome,
+                    session,
+                    seq,
+                };
                 match self.clients.complete(session, seq, done, now) {
                     Some(latency) => {
                         self.rt.writes_completed += 1;
@@ -530,7 +539,7 @@ impl<T: Transport> LaneWorker<T> {
         Ok(applied)
     }
 
-    fn complete(&mut self, session: u32, seq: u32, zxid: u64, now: Time) {
+    fn complete(&mut self, session: u32, seq: u64, zxid: u64, now: Time) {
         let Some(s) = self.sessions.get_mut(session as usize) else {
             self.violations.completions += 1;
             return;

@@ -40,7 +40,7 @@ pub struct Applied<'a> {
     pub zxid: Zxid,
     pub key: u64,
     pub session: u32,
-    pub seq: u32,
+    pub seq: u64,
     pub origin: NodeId,
     pub op: Op,
     pub value: &'a [u8],
@@ -48,14 +48,14 @@ pub struct Applied<'a> {
 
 impl History {
     pub fn record(&self, a: &Applied<'_>) {
-        let mut fixed = [0u8; 30];
+        let mut fixed = [0u8; 32];
         fixed[0..8].copy_from_slice(&a.zxid.0.to_le_bytes());
         fixed[8..16].copy_from_slice(&a.key.to_le_bytes());
         fixed[16..20].copy_from_slice(&a.session.to_le_bytes());
-        fixed[20..24].copy_from_slice(&a.seq.to_le_bytes());
-        fixed[24] = a.origin;
-        fixed[25] = a.op as u8;
-        fixed[26..28].copy_from_slice(&(a.value.len() as u16).to_le_bytes());
+        fixed[20..28].copy_from_slice(&a.seq.to_le_bytes());
+        fixed[28] = a.origin;
+        fixed[29] = a.op as u8;
+        fixed[30..32].copy_from_slice(&(a.value.len() as u16).to_le_bytes());
         let h = self.chain.load(Ordering::Relaxed);
         let h = xxhash_rust::xxh3::xxh3_64_with_seed(&fixed, h);
         let h = xxhash_rust::xxh3::xxh3_64_with_seed(a.value, h);
@@ -80,7 +80,7 @@ impl History {
 pub struct LaneSeqs {
     lane: u8,
     sessions: u32,
-    slots: Vec<(u32, Zxid)>,
+    slots: Vec<(u64, Zxid)>,
 }
 
 impl LaneSeqs {
@@ -92,7 +92,7 @@ impl LaneSeqs {
         }
     }
 
-    fn slot(&mut self, origin: NodeId, session: u32) -> Option<&mut (u32, Zxid)> {
+    fn slot(&mut self, origin: NodeId, session: u32) -> Option<&mut (u64, Zxid)> {
         if session >= self.sessions {
             return None;
         }
@@ -103,7 +103,7 @@ impl LaneSeqs {
     /// Records an applied write; an older one (replayed after a fuzzy
     /// snapshot) changes nothing. Ids out of range are ignored (the
     /// leader's session table refuses them before they get an id).
-    pub fn record(&mut self, origin: NodeId, session: u32, seq: u32, zxid: Zxid) {
+    pub fn record(&mut self, origin: NodeId, session: u32, seq: u64, zxid: Zxid) {
         if let Some(s) = self.slot(origin, session)
             && seq >= s.0
         {
@@ -112,7 +112,7 @@ impl LaneSeqs {
     }
 
     /// The session's last applied write, if any.
-    pub fn last(&self, origin: NodeId, session: u32) -> Option<(u32, Zxid)> {
+    pub fn last(&self, origin: NodeId, session: u32) -> Option<(u64, Zxid)> {
         let i = origin as usize * self.sessions as usize + session as usize;
         self.slots
             .get(i)
@@ -121,7 +121,7 @@ impl LaneSeqs {
     }
 
     /// Every session with a write applied, as (origin, session, seq).
-    pub fn iter(&self) -> impl Iterator<Item = (NodeId, u32, u32)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (NodeId, u32, u64)> + '_ {
         let n = self.sessions.max(1) as usize;
         self.slots
             .iter()
@@ -404,7 +404,7 @@ impl NodeShared {
                 Some((k, [])) => self.store.delete_keyed(k, z)?,
                 _ => KeyedOutcome::Invalid,
             }),
-            Op::Sync => None,
+            Op::Sync | Op::Bind => None,
         };
         self.history.record(a);
         if let Some(log) = &self.apply_log
@@ -419,6 +419,11 @@ impl NodeShared {
         }
         let r = records;
         r.seqs.record(a.origin, a.session, a.seq, a.zxid);
+        if let Some(f) = rzab_proto::fence_of(a.op, a.value) {
+            // What a new leader loads: the fenced generation stays closed.
+            r.seqs
+                .record(f.node, f.session, rzab_wire::gen_end(f.generation), a.zxid);
+        }
         r.history.push_with(|e| {
             e.zxid = a.zxid;
             e.lane = lane as u8;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 /// A write a session has issued and not yet seen applied at its node.
 #[derive(Clone, Copy, Debug)]
 pub struct PendingWrite {
-    pub seq: u32,
+    pub seq: u64,
     pub key: u64,
     pub issued_at: Time,
     /// Accepted by the lane (false: the lane was full, retry next turn).
@@ -43,7 +43,7 @@ impl Violations {
 #[derive(Debug, Default)]
 pub struct Session {
     /// Seq of the last write issued (the first write is 1).
-    pub seq: u32,
+    pub seq: u64,
     pub pending: Option<PendingWrite>,
     pub writes_issued: u64,
     pub writes_completed: u64,
@@ -65,7 +65,7 @@ impl Session {
     }
 
     /// Starts the next write; returns its seq.
-    pub fn start_write(&mut self, key: u64, now: Time) -> u32 {
+    pub fn start_write(&mut self, key: u64, now: Time) -> u64 {
         debug_assert!(self.pending.is_none());
         self.seq = self.seq.wrapping_add(1);
         self.writes_issued += 1;
@@ -80,7 +80,7 @@ impl Session {
 
     /// The session's write `seq` was applied at its node with id `zxid`.
     /// Returns its issue time, or `None` if it was not the pending write.
-    pub fn complete(&mut self, seq: u32, zxid: u64, v: &mut Violations) -> Option<Time> {
+    pub fn complete(&mut self, seq: u64, zxid: u64, v: &mut Violations) -> Option<Time> {
         let Some(p) = self.pending.filter(|p| p.seq == seq && p.submitted) else {
             v.completions += 1;
             return None;

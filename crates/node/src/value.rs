@@ -2,9 +2,13 @@
 //! from (key, tag), so a reader can tell a whole value from a torn or
 //! misplaced one.
 
-/// Identifies a write: origin node, lane, session, session seq.
-pub fn tag(origin: u8, lane: u8, session: u32, seq: u32) -> u64 {
-    ((origin as u64) << 56) | ((lane as u64) << 48) | (((session & 0xFFFF) as u64) << 32) | seq as u64
+/// Identifies a write: origin node, lane, session, session seq (its low 32
+/// bits: built-in sessions never start a second generation).
+pub fn tag(origin: u8, lane: u8, session: u32, seq: u64) -> u64 {
+    ((origin as u64) << 56)
+        | ((lane as u64) << 48)
+        | (((session & 0xFFFF) as u64) << 32)
+        | (seq & 0xFFFF_FFFF)
 }
 
 fn word(key: u64, tag: u64) -> u64 {

@@ -1,7 +1,7 @@
 //! External clients against an in-process cluster: the client crate over
 //! TCP on loopback, through each node's gateway.
 
-use rzab_client::protocol::{ErrorCode, Reply, Request, next_frame};
+use rzab_client::protocol::{Binding, ErrorCode, Reply, Request, next_frame};
 use rzab_client::{Client, ClientConfig, Error};
 use rzab_node::RunConfig;
 use rzab_node::report::NodeOutcome;
@@ -238,6 +238,7 @@ fn a_client_that_does_not_read_is_held_back_not_buffered() {
     Request::Hello {
         session: 0,
         last_zxid: 0,
+        prev: None,
         token: b"",
     }
     .encode(&mut bytes);
@@ -332,6 +333,7 @@ fn bad_input_gets_an_error_and_changes_nothing() {
         Request::Hello {
             session: 0,
             last_zxid: 0,
+            prev: None,
             token: b"s3cret",
         }
         .encode(&mut hello);
@@ -415,4 +417,121 @@ fn small_limits_still_admit_a_long_token() {
         cl.put(b"k", b"").await.expect("an empty value fits");
         assert!(matches!(cl.put(b"k", b"x").await, Err(Error::Invalid(_))));
     });
+}
+
+/// One frame from `s` (blocking).
+fn read_reply(s: &mut TcpStream, buf: &mut Vec<u8>) -> Vec<u8> {
+    loop {
+        if let Ok(Some((body, n))) = next_frame(buf, usize::MAX) {
+            let body = body.to_vec();
+            buf.drain(..n);
+            return body;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = s.read(&mut chunk).expect("read");
+        assert!(n > 0, "the server closed the connection");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// A raw connection to `addr` continuing `session`; returns it, the
+/// Welcome's binding and the read buffer.
+fn raw_session(addr: SocketAddr, session: u64, prev: Option<Binding>) -> (TcpStream, u64, Binding, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut out = Vec::new();
+    Request::Hello {
+        session,
+        last_zxid: 0,
+        prev,
+        token: b"",
+    }
+    .encode(&mut out);
+    s.write_all(&out).expect("hello");
+    let mut buf = Vec::new();
+    match Reply::decode(&read_reply(&mut s, &mut buf)) {
+        Ok(Reply::Welcome { session, binding, .. }) => (s, session, binding, buf),
+        other => panic!("expected Welcome, got {other:?}"),
+    }
+}
+
+/// FIFO order across replicas: once a session continues at another node
+/// naming its previous binding, the old connection's writes never apply,
+/// even if that connection is still open and still sending.
+#[test]
+fn a_session_that_moves_fences_off_its_old_connection() {
+    let c = cluster(None);
+    let addrs = c.addrs();
+    let (mut old, session, b1, mut old_buf) = raw_session(addrs[1], 0, None);
+    assert_eq!(b1.node, 1);
+    let mut out = Vec::new();
+    Request::Put {
+        key: b"k",
+        value: b"first",
+    }
+    .encode(&mut out);
+    old.write_all(&out).expect("put");
+    assert!(matches!(
+        Reply::decode(&read_reply(&mut old, &mut old_buf)),
+        Ok(Reply::Written { .. })
+    ));
+    // The client gives up on node 1 (the connection looks dead to it) and
+    // continues at node 2, naming the old binding.
+    let (mut new, same, b2, mut new_buf) = raw_session(addrs[2], session, Some(b1));
+    assert_eq!((same, b2.node, b2.lane), (session, 2, b1.lane));
+    // A write the old connection sends now must not apply.
+    out.clear();
+    Request::Put {
+        key: b"k",
+        value: b"stale",
+    }
+    .encode(&mut out);
+    old.write_all(&out).expect("stale put");
+    match Reply::decode(&read_reply(&mut old, &mut old_buf)) {
+        Ok(Reply::Error { message, .. }) => assert!(message.contains("moved"), "{message}"),
+        other => panic!("the fenced connection's write was not refused: {other:?}"),
+    }
+    out.clear();
+    Request::Put {
+        key: b"k",
+        value: b"second",
+    }
+    .encode(&mut out);
+    Request::SyncGet { key: b"k" }.encode(&mut out);
+    new.write_all(&out).expect("put and read");
+    assert!(matches!(
+        Reply::decode(&read_reply(&mut new, &mut new_buf)),
+        Ok(Reply::Written { .. })
+    ));
+    match Reply::decode(&read_reply(&mut new, &mut new_buf)) {
+        Ok(Reply::Value { value, .. }) => assert_eq!(value, b"second"),
+        other => panic!("{other:?}"),
+    }
+    // A Hello naming a lane this node lacks is refused, and changes nothing.
+    let bogus = Binding { lane: 200, ..b2 };
+    let mut s = TcpStream::connect(addrs[0]).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    out.clear();
+    Request::Hello {
+        session,
+        last_zxid: 0,
+        prev: Some(bogus),
+        token: b"",
+    }
+    .encode(&mut out);
+    s.write_all(&out).expect("hello");
+    let mut buf = Vec::new();
+    assert!(matches!(
+        Reply::decode(&read_reply(&mut s, &mut buf)),
+        Ok(Reply::Error {
+            code: ErrorCode::Busy,
+            ..
+        })
+    ));
+    drop((old, new, s));
+    let outcomes = c.stop();
+    assert_no_errors(&outcomes);
+    assert_same_digests(&outcomes);
 }

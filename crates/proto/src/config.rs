@@ -263,7 +263,7 @@ mod tests {
     fn defaults_validate_and_bad_fields_are_named() {
         let c = LaneConfig::new(1, 0, NodeSet::from_ids([0, 1, 2]), 0, 0);
         c.validate().unwrap();
-        assert_eq!(c.prepares_per_datagram(), (4096 - 40) / 60);
+        assert_eq!(c.prepares_per_datagram(), (4096 - 40) / 64);
         let mut bad = c.clone();
         bad.mtu = 64;
         assert_eq!(bad.validate().unwrap_err().field, "mtu");

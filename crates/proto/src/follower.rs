@@ -7,7 +7,10 @@ use crate::filter::accept;
 use crate::log::{EntryMeta, EntryRef, LogRing};
 use crate::writes::{PendingWrites, QueueError};
 use crate::{ConfigError, Dest, LaneConfig, LaneStats, Rtt, Time, Transmit};
-use rzab_wire::{AckBody, Body, Encoder, Header, Kind, Message, PrepareEntries, Range, Ranges, WriteEntry};
+use rzab_wire::{
+    AckBody, Body, Encoder, Fence, Header, Kind, Message, NodeId, Op, PrepareEntries, Range, Ranges,
+    WriteEntry,
+};
 
 /// Most missing ranges one Ack reports.
 const MAX_NACK_RANGES: usize = 8;
@@ -206,6 +209,21 @@ impl FollowerLane {
             .min(self.high_lid.max(self.received_lid));
     }
 
+    /// An applied `Bind` strands writes the leader will never sequence: its
+    /// own session's older generation, and the generation its fence names.
+    /// This node stops sending those of its own (its client slots fail them
+    /// at the same apply).
+    fn abandon_stranded(&mut self, origin: NodeId, session: u32, seq: u64, fence: Option<Fence>) {
+        if origin == self.cfg.node {
+            self.writes.abandon(session, seq.saturating_sub(1));
+        }
+        if let Some(f) = fence
+            && f.node == self.cfg.node
+        {
+            self.writes.abandon(f.session, rzab_wire::gen_end(f.generation));
+        }
+    }
+
     fn on_commit(&mut self, ranges: Ranges<'_>) {
         for r in ranges {
             self.learn_commit(r.end());
@@ -328,9 +346,13 @@ impl FollowerLane {
             debug_assert!(false, "advance_apply without an entry");
             return;
         };
-        if e.meta.origin == self.cfg.node {
-            let (session, seq) = (e.meta.session, e.meta.seq);
-            self.writes.applied(session, seq);
+        let m = *e.meta;
+        if m.op == Op::Bind {
+            let fence = crate::sessions::fence_of(m.op, e.value);
+            self.abandon_stranded(m.origin, m.session, m.seq, fence);
+        }
+        if m.origin == self.cfg.node {
+            self.writes.applied(m.session, m.seq);
         }
         self.apply_lid += 1;
         self.ring.release_below(self.apply_lid);

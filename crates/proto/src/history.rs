@@ -15,7 +15,7 @@ pub struct OwnedEntry {
     pub origin: NodeId,
     pub op: Op,
     pub session: u32,
-    pub seq: u32,
+    pub seq: u64,
     pub key: u64,
     pub value: Vec<u8>,
 }
@@ -179,13 +179,13 @@ impl HistoryLog {
 /// came from a snapshot, which carries only seqs).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SessionSeqs {
-    seqs: std::collections::BTreeMap<(NodeId, u8, u32), (u32, Zxid)>,
+    seqs: std::collections::BTreeMap<(NodeId, u8, u32), (u64, Zxid)>,
 }
 
 impl SessionSeqs {
     /// Records an applied write; an older one (a fuzzy snapshot may be
     /// ahead of the writes replayed after it) changes nothing.
-    pub fn record(&mut self, origin: NodeId, lane: u8, session: u32, seq: u32, zxid: Zxid) {
+    pub fn record(&mut self, origin: NodeId, lane: u8, session: u32, seq: u64, zxid: Zxid) {
         let e = self
             .seqs
             .entry((origin, lane, session))
@@ -195,12 +195,12 @@ impl SessionSeqs {
         }
     }
 
-    pub fn get(&self, origin: NodeId, lane: u8, session: u32) -> u32 {
+    pub fn get(&self, origin: NodeId, lane: u8, session: u32) -> u64 {
         self.last(origin, lane, session).map_or(0, |(s, _)| s)
     }
 
     /// The session's last applied write: (seq, id).
-    pub fn last(&self, origin: NodeId, lane: u8, session: u32) -> Option<(u32, Zxid)> {
+    pub fn last(&self, origin: NodeId, lane: u8, session: u32) -> Option<(u64, Zxid)> {
         self.seqs.get(&(origin, lane, session)).copied()
     }
 
@@ -225,7 +225,7 @@ impl SessionSeqs {
     }
 
     /// The sessions of one lane, as (origin, session, seq).
-    pub fn of_lane(&self, lane: u8) -> impl Iterator<Item = (NodeId, u32, u32)> + '_ {
+    pub fn of_lane(&self, lane: u8) -> impl Iterator<Item = (NodeId, u32, u64)> + '_ {
         self.seqs
             .iter()
             .filter(move |(k, _)| k.1 == lane)
@@ -244,7 +244,7 @@ mod tests {
             origin: 1,
             op: Op::Put,
             session: 0,
-            seq: c,
+            seq: c as u64,
             key: c as u64,
             value: vec![c as u8],
         }

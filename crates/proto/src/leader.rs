@@ -215,7 +215,7 @@ impl LeaderLane {
 
     /// Seeds the duplicate check with each session's last applied write (a
     /// new leader must not sequence a write the old one already did).
-    pub fn load_sessions(&mut self, seqs: impl Iterator<Item = (NodeId, u32, u32)>) {
+    pub fn load_sessions(&mut self, seqs: impl Iterator<Item = (NodeId, u32, u64)>) {
         for (origin, session, seq) in seqs {
             self.sessions.set(origin, session, seq);
         }
@@ -355,7 +355,9 @@ impl LeaderLane {
                 max: self.cfg.value_max,
             });
         }
-        match self.sessions.check(origin, w.session, w.seq) {
+        let bind = w.op == rzab_wire::Op::Bind;
+        let check = self.sessions.check(origin, w.session, w.seq, bind);
+        match check {
             None => {
                 self.stats.rejected_entries += 1;
                 return Err(SubmitError::BadSession(w.session));
@@ -387,8 +389,13 @@ impl LeaderLane {
         let stored = self.log.insert(self.end, meta, w.value);
         debug_assert!(stored, "make_room guaranteed a slot");
         self.end += 1;
-        if self.sessions.check(origin, w.session, w.seq) == Some(SeqCheck::Next) {
+        if check == Some(SeqCheck::Next) {
             self.sessions.record(origin, w.session, w.seq);
+            // From here on in the order, the fenced binding's writes are
+            // duplicates.
+            if let Some(f) = crate::sessions::fence_of(w.op, w.value) {
+                self.sessions.fence(&f);
+            }
         }
         Ok(())
     }

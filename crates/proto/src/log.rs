@@ -9,7 +9,7 @@ pub struct EntryMeta {
     pub zxid: Zxid,
     pub key: u64,
     pub session: u32,
-    pub seq: u32,
+    pub seq: u64,
     pub origin: NodeId,
     pub op: Op,
     pub len: u16,

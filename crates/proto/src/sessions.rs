@@ -2,7 +2,7 @@
 //! write retransmitted by a follower is given an id exactly once.
 
 use crate::MAX_NODES;
-use rzab_wire::NodeId;
+use rzab_wire::{Fence, NodeId, Op, gen_end, gen_start, seq_gen};
 
 /// How a write's session counter relates to the last one sequenced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,7 +20,7 @@ pub enum SeqCheck {
 pub struct SessionTable {
     max_sessions: u32,
     /// `last[origin * max_sessions + session]`: the last seq sequenced (0 = none).
-    last: Vec<u32>,
+    last: Vec<u64>,
 }
 
 impl SessionTable {
@@ -36,31 +36,57 @@ impl SessionTable {
             .then(|| origin as usize * self.max_sessions as usize + session as usize)
     }
 
-    /// Classifies `seq`; `None` if the session id is out of range.
-    pub fn check(&self, origin: NodeId, session: u32, seq: u32) -> Option<SeqCheck> {
+    /// Classifies `seq` (of a `Bind` if `bind`); `None` if the session id
+    /// is out of range. Seqs of a generation are sequenced one after the
+    /// other; only a `Bind` may jump, to the start of a later generation,
+    /// and what the old one had not yet sequenced then never is.
+    pub fn check(&self, origin: NodeId, session: u32, seq: u64, bind: bool) -> Option<SeqCheck> {
         let last = self.last[self.index(origin, session)?];
-        Some(if seq == last.wrapping_add(1) {
-            SeqCheck::Next
-        } else if (last.wrapping_sub(seq) as i32) >= 0 {
+        Some(if seq <= last {
             SeqCheck::Duplicate
+        } else if bind {
+            if seq_gen(seq) > seq_gen(last) && seq == gen_start(seq_gen(seq)) {
+                SeqCheck::Next
+            } else {
+                SeqCheck::Gap
+            }
+        } else if seq == last + 1 && seq != gen_start(seq_gen(seq)) {
+            SeqCheck::Next
         } else {
             SeqCheck::Gap
         })
     }
 
     /// Sets a session's last sequenced write (loading recovered state).
-    pub fn set(&mut self, origin: NodeId, session: u32, seq: u32) {
+    pub fn set(&mut self, origin: NodeId, session: u32, seq: u64) {
         if let Some(i) = self.index(origin, session) {
             self.last[i] = seq;
         }
     }
 
-    pub fn record(&mut self, origin: NodeId, session: u32, seq: u32) {
+    pub fn record(&mut self, origin: NodeId, session: u32, seq: u64) {
         if let Some(i) = self.index(origin, session) {
-            debug_assert_eq!(seq, self.last[i].wrapping_add(1));
+            debug_assert!(seq > self.last[i]);
             self.last[i] = seq;
         }
     }
+
+    /// A `Bind` fenced off generation `f.generation` of another binding:
+    /// none of its writes not yet sequenced will be.
+    pub fn fence(&mut self, f: &Fence) {
+        if let Some(i) = self.index(f.node, f.session) {
+            self.last[i] = self.last[i].max(gen_end(f.generation));
+        }
+    }
+}
+
+/// The fence a write carries: only a `Bind` may, and a malformed value
+/// (which decoding refuses) carries none.
+pub fn fence_of(op: Op, value: &[u8]) -> Option<Fence> {
+    if op != Op::Bind {
+        return None;
+    }
+    Fence::decode(value).ok().flatten()
 }
 
 #[cfg(test)]
@@ -70,13 +96,105 @@ mod tests {
     #[test]
     fn next_duplicate_gap() {
         let mut t = SessionTable::new(4);
-        assert_eq!(t.check(1, 0, 1), Some(SeqCheck::Next));
+        assert_eq!(t.check(1, 0, 1, false), Some(SeqCheck::Next));
         t.record(1, 0, 1);
-        assert_eq!(t.check(1, 0, 1), Some(SeqCheck::Duplicate));
-        assert_eq!(t.check(1, 0, 3), Some(SeqCheck::Gap));
-        assert_eq!(t.check(1, 0, 2), Some(SeqCheck::Next));
-        assert_eq!(t.check(2, 0, 1), Some(SeqCheck::Next), "sessions are per origin");
-        assert_eq!(t.check(1, 4, 1), None, "session id out of range");
-        assert_eq!(t.check(200, 0, 1), None, "node id out of range");
+        assert_eq!(t.check(1, 0, 1, false), Some(SeqCheck::Duplicate));
+        assert_eq!(t.check(1, 0, 3, false), Some(SeqCheck::Gap));
+        assert_eq!(t.check(1, 0, 2, false), Some(SeqCheck::Next));
+        assert_eq!(
+            t.check(2, 0, 1, false),
+            Some(SeqCheck::Next),
+            "sessions are per origin"
+        );
+        assert_eq!(t.check(1, 4, 1, false), None, "session id out of range");
+        assert_eq!(t.check(200, 0, 1, false), None, "node id out of range");
+    }
+
+    #[test]
+    fn a_bind_starts_a_later_generation_and_strands_the_old_tail() {
+        let mut t = SessionTable::new(4);
+        let g1 = gen_start(1);
+        t.record(1, 0, g1);
+        t.record(1, 0, g1 + 1);
+        // g1 + 2 and g1 + 3 are still on their way when the slot is bound
+        // again: the new generation's Bind may jump over them.
+        assert_eq!(
+            t.check(1, 0, gen_start(2) + 1, false),
+            Some(SeqCheck::Gap),
+            "no jump without a Bind"
+        );
+        assert_eq!(
+            t.check(1, 0, gen_start(2) + 1, true),
+            Some(SeqCheck::Gap),
+            "a Bind opens at counter 0"
+        );
+        assert_eq!(t.check(1, 0, gen_start(1), true), Some(SeqCheck::Duplicate));
+        assert_eq!(t.check(1, 0, gen_start(2), true), Some(SeqCheck::Next));
+        t.record(1, 0, gen_start(2));
+        assert_eq!(
+            t.check(1, 0, g1 + 2, false),
+            Some(SeqCheck::Duplicate),
+            "the old tail never sequences"
+        );
+        assert_eq!(t.check(1, 0, gen_start(2) + 1, false), Some(SeqCheck::Next));
+        assert_eq!(
+            t.check(1, 0, gen_start(3), false),
+            Some(SeqCheck::Gap),
+            "counter 0 is a Bind's"
+        );
+    }
+
+    #[test]
+    fn a_fence_strands_exactly_the_named_generation() {
+        let mut t = SessionTable::new(4);
+        t.record(2, 1, gen_start(5));
+        t.record(2, 1, gen_start(5) + 1);
+        // A fence for an older generation changes nothing.
+        t.fence(&Fence {
+            node: 2,
+            session: 1,
+            generation: 4,
+        });
+        assert_eq!(t.check(2, 1, gen_start(5) + 2, false), Some(SeqCheck::Next));
+        t.fence(&Fence {
+            node: 2,
+            session: 1,
+            generation: 5,
+        });
+        assert_eq!(t.check(2, 1, gen_start(5) + 2, false), Some(SeqCheck::Duplicate));
+        assert_eq!(
+            t.check(2, 1, gen_start(6), true),
+            Some(SeqCheck::Next),
+            "the slot's next connection"
+        );
+        t.fence(&Fence {
+            node: 9,
+            session: 1,
+            generation: 1,
+        });
+        t.fence(&Fence {
+            node: 2,
+            session: 99,
+            generation: 1,
+        });
+        assert_eq!(
+            t.check(2, 0, 1, false),
+            Some(SeqCheck::Next),
+            "fences of other sessions change nothing"
+        );
+        assert_eq!(
+            fence_of(
+                Op::Sync,
+                &Fence {
+                    node: 1,
+                    session: 2,
+                    generation: 3
+                }
+                .encode()
+            ),
+            None
+        );
+        assert_eq!(fence_of(Op::Bind, &[1, 2]), None);
+        assert_eq!(fence_of(Op::Bind, &[]), None);
     }
 }

@@ -32,7 +32,7 @@ pub fn header(kind: Kind, sender: NodeId, seq: u64) -> Header {
     }
 }
 
-pub fn write<'a>(session: u32, seq: u32, key: u64, value: &'a [u8]) -> WriteEntry<'a> {
+pub fn write<'a>(session: u32, seq: u64, key: u64, value: &'a [u8]) -> WriteEntry<'a> {
     WriteEntry {
         session,
         seq,
@@ -85,7 +85,7 @@ pub fn commit_msg(seq: u64, first: u64, count: u32) -> Vec<u8> {
     buf
 }
 
-pub fn prep(zxid: u32, origin: NodeId, session: u32, seq: u32, key: u64, value: &[u8]) -> PrepareEntry<'_> {
+pub fn prep(zxid: u32, origin: NodeId, session: u32, seq: u64, key: u64, value: &[u8]) -> PrepareEntry<'_> {
     PrepareEntry {
         zxid: Zxid::new(1, zxid),
         key,
@@ -107,7 +107,7 @@ pub enum Sent {
     Write {
         to: crate::Dest,
         seq: u64,
-        writes: Vec<(u32, u32, u64)>,
+        writes: Vec<(u32, u64, u64)>,
     },
     Prepare {
         to: crate::Dest,

@@ -19,7 +19,7 @@ enum State {
 #[derive(Clone, Copy, Debug)]
 struct Slot {
     session: u32,
-    seq: u32,
+    seq: u64,
     key: u64,
     op: Op,
     len: u16,
@@ -40,7 +40,7 @@ pub enum QueueError {
     #[error("value of {len} bytes exceeds the {max}-byte limit")]
     ValueTooLong { len: usize, max: usize },
     #[error("session {session} already has write {seq} pending")]
-    AlreadyPending { session: u32, seq: u32 },
+    AlreadyPending { session: u32, seq: u64 },
 }
 
 /// Pending writes of one follower lane.
@@ -56,7 +56,7 @@ pub struct PendingWrites {
     slots: Vec<Slot>,
     values: Vec<u8>,
     free: Vec<u32>,
-    by_id: HashMap<(u32, u32), u32>,
+    by_id: HashMap<(u32, u64), u32>,
     queue: VecDeque<u32>,
     /// Sent writes in send order, for the retransmission timer.
     sent: VecDeque<(u32, Time)>,
@@ -224,7 +224,7 @@ impl PendingWrites {
 
     /// The leader sequenced this write (it appeared in a Prepare at `now`).
     /// Returns its round trip if it was sent once and this is news.
-    pub fn sequenced(&mut self, session: u32, seq: u32, now: Time) -> Option<Span> {
+    pub fn sequenced(&mut self, session: u32, seq: u64, now: Time) -> Option<Span> {
         let &idx = self.by_id.get(&(session, seq))?;
         let s = &mut self.slots[idx as usize];
         let rtt = match s.state {
@@ -245,14 +245,46 @@ impl PendingWrites {
 
     /// The write was applied here: frees its slot and maybe a credit.
     /// Returns false if it was not pending (e.g. a write of a previous run).
-    pub fn applied(&mut self, session: u32, seq: u32) -> bool {
+    pub fn applied(&mut self, session: u32, seq: u64) -> bool {
         let Some(idx) = self.by_id.remove(&(session, seq)) else {
             return false;
         };
+        self.release(idx);
+        true
+    }
+
+    /// Gives up the writes of `session` up to `upto` that the leader has not
+    /// sequenced: a later generation of the session was sequenced, or a
+    /// fence named theirs, so the leader will never sequence them. Returns
+    /// how many. (Rare: once per client connection; it scans.)
+    pub fn abandon(&mut self, session: u32, upto: u64) -> usize {
+        let dead: Vec<u32> = self
+            .by_id
+            .iter()
+            .filter(|&(&(s, q), &idx)| {
+                s == session && q <= upto && self.slots[idx as usize].state != State::Sequenced
+            })
+            .map(|(_, &idx)| idx)
+            .collect();
+        for &idx in &dead {
+            let slot = self.slots[idx as usize];
+            self.by_id.remove(&(slot.session, slot.seq));
+            self.queue.retain(|&q| q != idx);
+            self.sent.retain(|&(q, _)| q != idx);
+            self.release(idx);
+        }
+        dead.len()
+    }
+
+    /// Frees a slot, and its credit once every write its message carried is
+    /// done.
+    fn release(&mut self, idx: u32) {
         let credit_seq = self.slots[idx as usize].credit_seq;
         self.slots[idx as usize].state = State::Sequenced;
         self.free.push(idx);
-        if let Some(c) = self.unapplied.iter_mut().find(|(s, _)| *s == credit_seq) {
+        if credit_seq != 0
+            && let Some(c) = self.unapplied.iter_mut().find(|(s, _)| *s == credit_seq)
+        {
             c.1 -= 1;
         }
         // Credits return in message order once a prefix of messages is done.
@@ -260,7 +292,6 @@ impl PendingWrites {
             self.unapplied.pop_front();
             self.credits.free_to(s, Time::ZERO);
         }
-        true
     }
 
     /// Requeues writes sent more than `rto` ago and still not sequenced, and
@@ -312,7 +343,7 @@ impl PendingWrites {
 mod tests {
     use super::*;
 
-    fn w(session: u32, seq: u32) -> WriteEntry<'static> {
+    fn w(session: u32, seq: u64) -> WriteEntry<'static> {
         WriteEntry {
             session,
             seq,

@@ -71,7 +71,7 @@ pub fn agreement(h: &History, seq: &[Applied]) -> Vec<Violation> {
 
 /// Every applied write was issued by a session with those contents, once.
 pub fn validity(h: &History, seq: &[Applied]) -> Vec<Violation> {
-    let mut issued: BTreeMap<(u8, u8, u32, u32), Vec<usize>> = BTreeMap::new();
+    let mut issued: BTreeMap<(u8, u8, u32, u64), Vec<usize>> = BTreeMap::new();
     for (i, w) in h.writes.iter().enumerate() {
         issued
             .entry((w.session.node, w.session.lane, w.session.index, w.seq))

@@ -17,7 +17,7 @@ pub struct SessionId {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WriteRec {
     pub session: SessionId,
-    pub seq: u32,
+    pub seq: u64,
     pub key: u64,
     pub op: Op,
     /// The value's identity (0 for a delete).
@@ -50,7 +50,7 @@ pub struct Applied {
     pub origin: NodeId,
     pub lane: u8,
     pub session: u32,
-    pub seq: u32,
+    pub seq: u64,
     pub key: u64,
     pub op: Op,
     pub tag: u64,

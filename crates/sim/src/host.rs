@@ -17,7 +17,7 @@ use rzab_wire::WriteEntry;
 pub struct PendingWrite {
     /// Its index in the history's writes.
     pub idx: usize,
-    pub seq: u32,
+    pub seq: u64,
     pub key: u64,
     pub op: Op,
     pub tag: u64,
@@ -28,7 +28,7 @@ pub struct PendingWrite {
 pub struct Session {
     pub id: SessionId,
     /// The last seq this session used.
-    pub seq: u32,
+    pub seq: u64,
     pub pending: Option<PendingWrite>,
     pub ops_left: u32,
     pub ready_at: Time,
@@ -176,6 +176,10 @@ impl SimHost {
             *slot = (e.zxid.0, tag);
         }
         self.seqs.record(e.origin, e.lane, e.session, e.seq, e.zxid);
+        if let Some(f) = rzab_proto::fence_of(e.op, &e.value) {
+            let end = rzab_wire::gen_end(f.generation);
+            self.seqs.record(f.node, e.lane, f.session, end, e.zxid);
+        }
         let rec = Applied {
             zxid: e.zxid.0,
             origin: e.origin,
@@ -199,7 +203,7 @@ impl SimHost {
 
     /// The session's pending write `seq` is applied (at this node, or at the
     /// leader under the planted early-completion bug).
-    pub fn complete(&mut self, lane: u8, session: u32, seq: u32, zxid: u64) {
+    pub fn complete(&mut self, lane: u8, session: u32, seq: u64, zxid: u64) {
         let Some(s) = self
             .lanes
             .get_mut(lane as usize)

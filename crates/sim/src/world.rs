@@ -523,7 +523,11 @@ impl<'c> World<'c> {
         s.ops_left -= 1;
         s.seq += 1;
         // Unique per write, and never 0 (absent).
-        let tag = (inc << 58) | ((n as u64) << 50) | ((l as u64) << 42) | ((i as u64) << 32) | s.seq as u64;
+        let tag = (inc << 58)
+            | ((n as u64) << 50)
+            | ((l as u64) << 42)
+            | ((i as u64) << 32)
+            | (s.seq & 0xFFFF_FFFF);
         let tag = checker::tag_of(op, tag);
         let idx = self.hist.writes.len();
         s.pending = Some(PendingWrite {

@@ -72,7 +72,7 @@ pub struct HistoryItem<'a> {
     pub origin: NodeId,
     pub op: Op,
     pub session: u32,
-    pub seq: u32,
+    pub seq: u64,
     pub key: u64,
     pub value: &'a [u8],
 }
@@ -89,7 +89,7 @@ pub struct SessionItem {
     pub origin: NodeId,
     pub lane: u8,
     pub session: u32,
-    pub seq: u32,
+    pub seq: u64,
 }
 
 /// A decoded control message.
@@ -118,9 +118,9 @@ pub(crate) const ITEM_SNAPSHOT: u8 = 2;
 pub(crate) const ITEM_SESSION: u8 = 3;
 
 /// Fixed bytes of each item before its value (kind byte included).
-pub const HISTORY_ITEM_FIXED: usize = 1 + 8 + 1 + 1 + 1 + 4 + 4 + 8 + 2;
+pub const HISTORY_ITEM_FIXED: usize = 1 + 8 + 1 + 1 + 1 + 4 + 8 + 8 + 2;
 pub const SNAPSHOT_ITEM_FIXED: usize = 1 + 8 + 8 + 2;
-pub const SESSION_ITEM_LEN: usize = 1 + 1 + 1 + 4 + 4;
+pub const SESSION_ITEM_LEN: usize = 1 + 1 + 1 + 4 + 8;
 
 pub(crate) fn parse_item<'a>(r: &mut Reader<'a>) -> Result<Item<'a>, DecodeError> {
     match r.u8()? {
@@ -130,13 +130,16 @@ pub(crate) fn parse_item<'a>(r: &mut Reader<'a>) -> Result<Item<'a>, DecodeError
             let origin = r.u8()?;
             let op = Op::from_u8(r.u8()?)?;
             let session = r.u32()?;
-            let seq = r.u32()?;
+            let seq = r.u64()?;
             let key = r.u64()?;
             let len = r.u16()? as usize;
             if op == Op::Delete && len != 0 {
                 return Err(DecodeError::DeleteWithValue(len));
             }
             let value = r.bytes(len)?;
+            if op == Op::Bind {
+                crate::Fence::decode(value)?;
+            }
             Ok(Item::History(HistoryItem {
                 zxid,
                 lane,
@@ -162,7 +165,7 @@ pub(crate) fn parse_item<'a>(r: &mut Reader<'a>) -> Result<Item<'a>, DecodeError
             origin: r.u8()?,
             lane: r.u8()?,
             session: r.u32()?,
-            seq: r.u32()?,
+            seq: r.u64()?,
         })),
         other => Err(DecodeError::BadItem(other)),
     }

@@ -21,6 +21,8 @@ pub enum DecodeError {
     BadOp(u8),
     #[error("delete carries a {0}-byte value")]
     DeleteWithValue(usize),
+    #[error("a bind's value is {0} bytes: neither empty nor a fence")]
+    BadFence(usize),
     #[error("empty lid range")]
     EmptyRange,
     #[error("lid range overflows u64")]

@@ -161,7 +161,7 @@ impl<'b> Encoder<'b> {
                 self.put_u64(h.zxid.0);
                 self.put_bytes(&[h.lane, h.origin, h.op as u8]);
                 self.put_u32(h.session);
-                self.put_u32(h.seq);
+                self.put_u64(h.seq);
                 self.put_u64(h.key);
                 self.put_bytes(&len.to_le_bytes());
                 self.put_bytes(h.value);
@@ -179,7 +179,7 @@ impl<'b> Encoder<'b> {
             Item::Session(s) => {
                 self.put_bytes(&[crate::control::ITEM_SESSION, s.origin, s.lane]);
                 self.put_u32(s.session);
-                self.put_u32(s.seq);
+                self.put_u64(s.seq);
             }
         }
         self.count += 1;
@@ -222,7 +222,7 @@ impl<'b> Encoder<'b> {
             return false;
         }
         self.put_u32(e.session);
-        self.put_u32(e.seq);
+        self.put_u64(e.seq);
         self.put_u64(e.key);
         self.put_bytes(&[e.op as u8, 0]);
         self.put_bytes(&len.to_le_bytes());
@@ -242,7 +242,7 @@ impl<'b> Encoder<'b> {
         self.put_u64(e.zxid.0);
         self.put_u64(e.key);
         self.put_u32(e.session);
-        self.put_u32(e.seq);
+        self.put_u64(e.seq);
         self.put_bytes(&[e.origin, e.op as u8]);
         self.put_bytes(&len.to_le_bytes());
         self.put_bytes(e.value);

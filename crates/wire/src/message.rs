@@ -12,6 +12,10 @@ use crate::{DecodeError, Header, NodeId, Zxid};
 /// first probe slot, and where the key lands is decided at apply time.
 /// `Sync` changes nothing: applied at a replica, it shows that the replica
 /// has applied everything committed before it was sequenced.
+/// `Bind` changes no key either: it opens a new generation of its session's
+/// seqs (a client connection taking the session slot), and its value may
+/// name a [`Fence`]: an earlier binding of the same client session whose
+/// writes not yet sequenced must never be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Op {
@@ -20,6 +24,7 @@ pub enum Op {
     KeyedPut = 3,
     KeyedDelete = 4,
     Sync = 5,
+    Bind = 6,
 }
 
 impl Op {
@@ -30,15 +35,80 @@ impl Op {
             3 => Ok(Op::KeyedPut),
             4 => Ok(Op::KeyedDelete),
             5 => Ok(Op::Sync),
+            6 => Ok(Op::Bind),
             other => Err(DecodeError::BadOp(other)),
         }
     }
 }
 
+/// A session's seq is its binding generation (the high bits) and a counter
+/// within it: a client connection starts a generation with a `Bind` whose
+/// counter is 0, so a stale binding's writes compare below the new one's.
+pub const GEN_SHIFT: u32 = 40;
+/// The largest counter of a generation: a fence raises a session to it.
+pub const GEN_COUNTER_MAX: u64 = (1 << GEN_SHIFT) - 1;
+
+/// The generation of `seq`.
+pub fn seq_gen(seq: u64) -> u64 {
+    seq >> GEN_SHIFT
+}
+
+/// The seq of the `Bind` that opens generation `generation`.
+pub fn gen_start(generation: u64) -> u64 {
+    generation << GEN_SHIFT
+}
+
+/// The last seq of generation `generation`.
+pub fn gen_end(generation: u64) -> u64 {
+    gen_start(generation) | GEN_COUNTER_MAX
+}
+
+/// An earlier binding a `Bind` fences off: session `session` of node `node`
+/// on the same lane, generation `generation`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fence {
+    pub node: NodeId,
+    pub session: u32,
+    pub generation: u64,
+}
+
+/// Bytes of a fence in a `Bind`'s value.
+pub const FENCE_LEN: usize = 1 + 4 + 8;
+
+impl Fence {
+    pub fn encode(&self) -> [u8; FENCE_LEN] {
+        let mut b = [0u8; FENCE_LEN];
+        b[0] = self.node;
+        b[1..5].copy_from_slice(&self.session.to_le_bytes());
+        b[5..].copy_from_slice(&self.generation.to_le_bytes());
+        b
+    }
+
+    /// A `Bind`'s value: `Ok(None)` when empty, an error when it is neither
+    /// empty nor a fence.
+    pub fn decode(value: &[u8]) -> Result<Option<Fence>, DecodeError> {
+        if value.is_empty() {
+            return Ok(None);
+        }
+        let Ok(b) = <[u8; FENCE_LEN]>::try_from(value) else {
+            return Err(DecodeError::BadFence(value.len()));
+        };
+        let mut session = [0u8; 4];
+        session.copy_from_slice(&b[1..5]);
+        let mut generation = [0u8; 8];
+        generation.copy_from_slice(&b[5..]);
+        Ok(Some(Fence {
+            node: b[0],
+            session: u32::from_le_bytes(session),
+            generation: u64::from_le_bytes(generation),
+        }))
+    }
+}
+
 /// Fixed bytes of a [`WriteEntry`] before its value.
-pub const WRITE_ENTRY_FIXED: usize = 20;
+pub const WRITE_ENTRY_FIXED: usize = 24;
 /// Fixed bytes of a [`PrepareEntry`] before its value.
-pub const PREPARE_ENTRY_FIXED: usize = 28;
+pub const PREPARE_ENTRY_FIXED: usize = 32;
 /// Bytes of the Prepare body (first lid, commit lid).
 pub const PREPARE_BODY_LEN: usize = 16;
 /// Bytes of the Ack body.
@@ -51,13 +121,13 @@ pub const RANGE_LEN: usize = 16;
 
 /// A write issued by a session at a follower, sent to the leader.
 ///
-/// Layout: session u32, seq u32, key u64, op u8, reserved u8, len u16, value.
+/// Layout: session u32, seq u64, key u64, op u8, reserved u8, len u16, value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WriteEntry<'a> {
     /// Session index within (origin node, lane).
     pub session: u32,
     /// The session's write counter: the leader sequences each (session, seq) once.
-    pub seq: u32,
+    pub seq: u64,
     pub key: u64,
     pub op: Op,
     pub value: &'a [u8],
@@ -65,14 +135,14 @@ pub struct WriteEntry<'a> {
 
 /// A write with its global id, broadcast by the leader.
 ///
-/// Layout: zxid u64, key u64, session u32, seq u32, origin u8, op u8, len u16, value.
+/// Layout: zxid u64, key u64, session u32, seq u64, origin u8, op u8, len u16, value.
 /// The entry's lane-local id (lid) is the message's first lid plus its index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PrepareEntry<'a> {
     pub zxid: Zxid,
     pub key: u64,
     pub session: u32,
-    pub seq: u32,
+    pub seq: u64,
     /// The node whose session issued the write.
     pub origin: NodeId,
     pub op: Op,
@@ -240,7 +310,7 @@ impl Iterator for Ranges<'_> {
 
 pub(crate) fn parse_write<'a>(r: &mut Reader<'a>) -> Result<WriteEntry<'a>, DecodeError> {
     let session = r.u32()?;
-    let seq = r.u32()?;
+    let seq = r.u64()?;
     let key = r.u64()?;
     let op = Op::from_u8(r.u8()?)?;
     let _reserved = r.u8()?;
@@ -258,7 +328,7 @@ pub(crate) fn parse_prepare<'a>(r: &mut Reader<'a>) -> Result<PrepareEntry<'a>, 
     let zxid = Zxid(r.u64()?);
     let key = r.u64()?;
     let session = r.u32()?;
-    let seq = r.u32()?;
+    let seq = r.u64()?;
     let origin = r.u8()?;
     let op = Op::from_u8(r.u8()?)?;
     let value = parse_value(r, op)?;
@@ -279,7 +349,11 @@ fn parse_value<'a>(r: &mut Reader<'a>, op: Op) -> Result<&'a [u8], DecodeError> 
     if op == Op::Delete && len != 0 {
         return Err(DecodeError::DeleteWithValue(len));
     }
-    r.bytes(len)
+    let value = r.bytes(len)?;
+    if op == Op::Bind {
+        Fence::decode(value)?;
+    }
+    Ok(value)
 }
 
 pub(crate) fn parse_range(r: &mut Reader<'_>) -> Result<Range, DecodeError> {

@@ -4,12 +4,12 @@ use proptest::prelude::*;
 use rzab_wire::*;
 
 /// zxid, key, session, seq, origin, op, value.
-type OwnedPrepare = (u64, u64, u32, u32, u8, Op, Vec<u8>);
+type OwnedPrepare = (u64, u64, u32, u64, u8, Op, Vec<u8>);
 
 /// An owned message, the model the encoder and decoder are checked against.
 #[derive(Clone, Debug, PartialEq)]
 enum Owned {
-    Write(Vec<(u32, u32, u64, Op, Vec<u8>)>),
+    Write(Vec<(u32, u64, u64, Op, Vec<u8>)>),
     Prepare {
         first_lid: u64,
         commit_lid: u64,
@@ -39,6 +39,9 @@ fn op_value() -> impl Strategy<Value = (Op, Vec<u8>)> {
     prop_oneof![
         4 => proptest::collection::vec(any::<u8>(), 0..80).prop_map(|v| (Op::Put, v)),
         1 => Just((Op::Delete, Vec::new())),
+        1 => Just((Op::Bind, Vec::new())),
+        1 => (any::<u8>(), any::<u32>(), any::<u64>())
+            .prop_map(|(node, session, generation)| (Op::Bind, Fence { node, session, generation }.encode().to_vec())),
     ]
 }
 
@@ -48,7 +51,7 @@ fn range() -> impl Strategy<Value = (u64, u32)> {
 
 fn owned() -> impl Strategy<Value = Owned> {
     prop_oneof![
-        proptest::collection::vec((any::<u32>(), any::<u32>(), any::<u64>(), op_value()), 0..20).prop_map(
+        proptest::collection::vec((any::<u32>(), any::<u64>(), any::<u64>(), op_value()), 0..20).prop_map(
             |v| Owned::Write(
                 v.into_iter()
                     .map(|(s, q, k, (o, val))| (s, q, k, o, val))
@@ -63,7 +66,7 @@ fn owned() -> impl Strategy<Value = Owned> {
                     any::<u64>(),
                     any::<u64>(),
                     any::<u32>(),
-                    any::<u32>(),
+                    any::<u64>(),
                     any::<u8>(),
                     op_value()
                 ),
@@ -286,10 +289,10 @@ fn encoder_stops_at_the_mtu() {
     while e.push_prepare(&entry) {
         n += 1;
     }
-    // 24 header + 16 body + n * (28 + 32) <= 200
+    // 24 header + 16 body + n * (32 + 32) <= 200
     assert_eq!(n, 2);
     let len = e.finish();
-    assert_eq!(len, 24 + 16 + 2 * 60);
+    assert_eq!(len, 24 + 16 + 2 * 64);
     let m = decode(&buf[..len]).unwrap();
     assert_eq!(m.header.count, 2);
 }
@@ -320,6 +323,25 @@ fn specific_errors() {
         op: Op::Delete,
         value: b"x"
     }));
+    // A bind whose value is neither empty nor a fence is refused on decode.
+    let mut e = Encoder::write(&mut buf, header(Kind::Write, 1)).unwrap();
+    assert!(e.push_write(&WriteEntry {
+        session: 0,
+        seq: gen_start(1),
+        key: 0,
+        op: Op::Bind,
+        value: b"12345"
+    }));
+    let n = e.finish();
+    assert_eq!(decode(&buf[..n]).err(), Some(DecodeError::BadFence(5)));
+    let f = Fence {
+        node: 3,
+        session: 70_000,
+        generation: 1 << 30,
+    };
+    assert_eq!(Fence::decode(&f.encode()), Ok(Some(f)));
+    assert_eq!(seq_gen(gen_end(7)), 7);
+    assert_eq!(gen_end(7) + 1, gen_start(8));
     // An empty commit range is not encodable.
     let mut e = Encoder::commit(&mut buf, header(Kind::Commit, 0)).unwrap();
     assert!(!e.push_range(Range { first: 5, count: 0 }));

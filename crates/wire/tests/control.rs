@@ -59,9 +59,9 @@ fn body() -> impl Strategy<Value = ControlBody> {
 /// An owned item: (kind, fields, value).
 #[derive(Clone, Debug, PartialEq)]
 enum OwnedItem {
-    History(u64, u8, u8, bool, u32, u32, u64, Vec<u8>),
+    History(u64, u8, u8, bool, u32, u64, u64, Vec<u8>),
     Snapshot(u64, u64, Vec<u8>),
-    Session(u8, u8, u32, u32),
+    Session(u8, u8, u32, u64),
 }
 
 fn item() -> impl Strategy<Value = OwnedItem> {
@@ -73,7 +73,7 @@ fn item() -> impl Strategy<Value = OwnedItem> {
             any::<u8>(),
             any::<bool>(),
             any::<u32>(),
-            any::<u32>(),
+            any::<u64>(),
             any::<u64>(),
             v.clone()
         )
@@ -88,7 +88,7 @@ fn item() -> impl Strategy<Value = OwnedItem> {
                 if del { vec![] } else { v }
             )),
         (any::<u64>(), any::<u64>(), v).prop_map(|(k, z, v)| OwnedItem::Snapshot(k, z, v)),
-        (any::<u8>(), any::<u8>(), any::<u32>(), any::<u32>())
+        (any::<u8>(), any::<u8>(), any::<u32>(), any::<u64>())
             .prop_map(|(o, l, s, q)| OwnedItem::Session(o, l, s, q)),
     ]
 }

@@ -8,9 +8,11 @@
 use super::Ctx;
 use crate::client_slots::{ClientWrite, WriteDone};
 use crate::node::keyed_payload;
-use rzab_client::protocol::{ErrorCode, ReadFrameError, Reply, Request, VERSION, WriteOutcome, next_frame};
+use rzab_client::protocol::{
+    Binding, ErrorCode, ReadFrameError, Reply, Request, VERSION, WriteOutcome, next_frame,
+};
 use rzab_store::{KeyedOutcome, slot_key};
-use rzab_wire::Op;
+use rzab_wire::{Fence, Op, seq_gen};
 use smallvec::SmallVec;
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -19,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::oneshot;
 
 /// Longest a handshake may take.
@@ -93,35 +95,20 @@ pub(crate) async fn serve(stream: TcpStream, ctx: Arc<Ctx>) {
     let mut out = Vec::new();
     let admitted = handshake(&mut rd, &mut buf, &ctx)
         .await
-        .and_then(|(session, seen)| {
-            let slot = ctx
-                .slots
-                .acquire()
-                .ok_or_else(|| refuse(ErrorCode::Busy, "no free client slot at this node"))?;
-            Ok((session, seen, slot))
+        .and_then(|(session, seen, prev)| {
+            // A fence works within one lane: the session stays on its lane.
+            let slot = ctx.slots.acquire(prev.map(|b| b.lane)).ok_or_else(|| {
+                refuse(
+                    ErrorCode::Busy,
+                    "no free client slot at this node (on the session's lane)",
+                )
+            })?;
+            Ok((session, seen, prev, slot))
         });
-    let (session, seen, slot) = match admitted {
+    let (session, seen, prev, slot) = match admitted {
         Ok(a) => a,
-        Err(r) => {
-            ctx.stats.refused.fetch_add(1, Ordering::Relaxed);
-            error_reply(&mut out, &r);
-            let _ = wr.write_all(&out).await;
-            return;
-        }
+        Err(r) => return refused(&ctx, &mut wr, &mut out, &r).await,
     };
-    Reply::Welcome {
-        session,
-        zxid: seen,
-        node: ctx.node.id,
-        max_key: ctx.cfg.max_key as u16,
-        max_value: ctx.cfg.max_value as u32,
-        max_inflight: ctx.cfg.max_inflight as u32,
-    }
-    .encode(&mut out);
-    if wr.write_all(&out).await.is_err() {
-        return;
-    }
-    out.clear();
     let (lane, slot_no) = slot.pair;
     let mut c = Conn {
         ctx: ctx.clone(),
@@ -133,6 +120,24 @@ pub(crate) async fn serve(stream: TcpStream, ctx: Arc<Ctx>) {
         alive: Arc::new(AtomicBool::new(true)),
         lane_has_writes: Cell::new(false),
     };
+    let binding = match c.bind(prev).await {
+        Ok(b) => b,
+        Err(r) => return refused(&ctx, &mut wr, &mut out, &r).await,
+    };
+    Reply::Welcome {
+        session,
+        zxid: c.seen,
+        node: ctx.node.id,
+        max_key: ctx.cfg.max_key as u16,
+        max_value: ctx.cfg.max_value as u32,
+        max_inflight: ctx.cfg.max_inflight as u32,
+        binding,
+    }
+    .encode(&mut out);
+    if wr.write_all(&out).await.is_err() {
+        return;
+    }
+    out.clear();
     let max = ctx.cfg.max_request();
     let mut eof = false;
     loop {
@@ -161,7 +166,48 @@ pub(crate) async fn serve(stream: TcpStream, ctx: Arc<Ctx>) {
     }
 }
 
+async fn refused(ctx: &Ctx, wr: &mut OwnedWriteHalf, out: &mut Vec<u8>, r: &Refusal) {
+    ctx.stats.refused.fetch_add(1, Ordering::Relaxed);
+    error_reply(out, r);
+    let _ = wr.write_all(out).await;
+}
+
 impl Conn {
+    /// Opens the connection's generation of its slot with a `Bind`, which
+    /// fences off the session's previous binding if the client names one;
+    /// returns the new binding once the `Bind` is applied here.
+    async fn bind(&mut self, prev: Option<Binding>) -> Result<Binding, Refusal> {
+        let fence = prev.map(|b| {
+            Fence {
+                node: b.node,
+                session: b.session,
+                generation: b.generation,
+            }
+            .encode()
+            .to_vec()
+        });
+        let Entry::Write { rx, .. } = self.submit(Op::Bind, 0, fence.unwrap_or_default(), false)? else {
+            return Err(refuse(ErrorCode::Internal, "a bind is a write"));
+        };
+        self.lane_has_writes.set(false);
+        self.ctx.wake_lane(self.lane);
+        let not_serving =
+            |why: String| refuse(ErrorCode::NotServing, format!("cannot bind the session: {why}"));
+        let done = match tokio::time::timeout(HELLO_TIMEOUT, rx).await {
+            Ok(Ok(Ok(done))) => done,
+            Ok(Ok(Err(why))) => return Err(not_serving(why)),
+            Ok(Err(_)) => return Err(not_serving("the lane stopped".into())),
+            Err(_) => return Err(not_serving(format!("not applied within {HELLO_TIMEOUT:?}"))),
+        };
+        self.seen = self.seen.max(done.zxid);
+        Ok(Binding {
+            node: self.ctx.node.id,
+            lane: self.lane,
+            session: done.session,
+            generation: seq_gen(done.seq),
+        })
+    }
+
     /// Answers from the head of the queue while answers are ready;
     /// returns whether the connection must close.
     async fn answer(&mut self, out: &mut Vec<u8>) -> bool {
@@ -491,8 +537,12 @@ fn error_reply(out: &mut Vec<u8>, r: &Refusal) {
 }
 
 /// Reads and checks the Hello; waits until this replica has applied what
-/// the session saw. Returns (session id, applied point).
-async fn handshake(rd: &mut OwnedReadHalf, buf: &mut Vec<u8>, ctx: &Ctx) -> Result<(u64, u64), Refusal> {
+/// the session saw. Returns (session id, applied point, previous binding).
+async fn handshake(
+    rd: &mut OwnedReadHalf,
+    buf: &mut Vec<u8>,
+    ctx: &Ctx,
+) -> Result<(u64, u64, Option<Binding>), Refusal> {
     let body = match tokio::time::timeout(HELLO_TIMEOUT, read_frame(rd, buf, hello_max(ctx))).await {
         Ok(r) => r?,
         Err(_) => return Err(refuse(ErrorCode::Malformed, "no Hello within 10 s")),
@@ -502,6 +552,7 @@ async fn handshake(rd: &mut OwnedReadHalf, buf: &mut Vec<u8>, ctx: &Ctx) -> Resu
     let Request::Hello {
         session,
         last_zxid,
+        prev,
         token,
     } = req
     else {
@@ -521,13 +572,13 @@ async fn handshake(rd: &mut OwnedReadHalf, buf: &mut Vec<u8>, ctx: &Ctx) -> Resu
     let session = if session == 0 { new_session(ctx) } else { session };
     buf.drain(..body.end);
     let seen = wait_serving(ctx, last_zxid).await?;
-    Ok((session, seen))
+    Ok((session, seen, prev))
 }
 
 /// The longest Hello: fixed fields and a token of up to 1 KiB (requests
 /// may be shorter than that under small key and value limits).
 fn hello_max(ctx: &Ctx) -> usize {
-    ctx.cfg.max_request().max(1 + 4 + 1 + 8 + 8 + 2 + 1024)
+    ctx.cfg.max_request().max(1 + 4 + 1 + 8 + 8 + 1 + 14 + 2 + 1024)
 }
 
 /// Compares without stopping at the first difference.

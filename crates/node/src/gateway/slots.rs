@@ -18,8 +18,14 @@ impl SlotPool {
         }
     }
 
-    pub fn acquire(&self) -> Option<Slot<'_>> {
-        let pair = self.free.lock().ok()?.pop()?;
+    /// A free slot, on `lane` if given.
+    pub fn acquire(&self, lane: Option<u8>) -> Option<Slot<'_>> {
+        let mut free = self.free.lock().ok()?;
+        let i = match lane {
+            Some(l) => free.iter().rposition(|p| p.0 == l)?,
+            None => free.len().checked_sub(1)?,
+        };
+        let pair = free.remove(i);
         Some(Slot { pool: self, pair })
     }
 }
@@ -45,14 +51,16 @@ mod tests {
     #[test]
     fn slots_spread_over_lanes_and_come_back() {
         let p = SlotPool::new(2, 2);
-        let a = p.acquire().expect("a");
-        let b = p.acquire().expect("b");
+        let a = p.acquire(None).expect("a");
+        let b = p.acquire(None).expect("b");
         assert_eq!((a.pair, b.pair), ((0, 0), (1, 0)));
-        let c = p.acquire().expect("c");
-        let d = p.acquire().expect("d");
-        assert!(p.acquire().is_none());
+        let c = p.acquire(Some(1)).expect("c");
+        assert_eq!(c.pair, (1, 1), "a session keeps its lane");
+        assert!(p.acquire(Some(1)).is_none(), "lane 1 is taken");
+        let d = p.acquire(None).expect("d");
+        assert!(p.acquire(None).is_none());
         drop(c);
-        assert_eq!(p.acquire().map(|s| s.pair), Some((0, 1)));
+        assert_eq!(p.acquire(None).map(|s| s.pair), Some((1, 1)));
         drop((a, b, d));
     }
 }

@@ -228,7 +228,7 @@ fn datagrams_not_from_the_leader_or_of_another_epoch_change_nothing() {
 fn applying_a_quarter_window_readvertises_it() {
     let mut f = follower();
     let q = f.config().window as u32 / 4;
-    let entries: Vec<_> = (1..=q).map(|z| prep(z, 0, 0, z, 1, b"v")).collect();
+    let entries: Vec<_> = (1..=q).map(|z| prep(z, 0, 0, z as u64, 1, b"v")).collect();
     f.handle(T0, &msg(&prepare_msg(1, 0, q as u64, &entries)));
     drain(&mut f, T0);
     assert_eq!(apply_all(&mut f).len(), q as usize);

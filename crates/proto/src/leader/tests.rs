@@ -101,7 +101,7 @@ fn dead_follower_neither_stalls_commits_nor_receives_without_credit() {
     let s = seq1();
     // Node 2 never answers; node 1 acks everything.
     for i in 1..=5u32 {
-        l.submit(&write(0, i, i as u64, b"v")).unwrap();
+        l.submit(&write(0, i as u64, i as u64, b"v")).unwrap();
         l.sequence(&s).unwrap();
         let out = drain(&mut l, T0);
         let to = match &out[0] {
@@ -128,7 +128,7 @@ fn multicast_waits_for_a_responsive_follower_short_of_credit_but_not_a_silent_on
     let mut l = leader(&[0, 1, 2]);
     let s = seq1();
     for i in 1..=2u32 {
-        l.submit(&write(0, i, 1, b"v")).unwrap();
+        l.submit(&write(0, i as u64, 1, b"v")).unwrap();
         l.sequence(&s).unwrap();
         assert_eq!(drain(&mut l, T0).len(), 1);
     }
@@ -180,6 +180,60 @@ fn duplicate_and_out_of_order_session_writes_are_not_sequenced() {
         l.submit(&write(1, 1, 1, b"123456789")),
         Err(SubmitError::ValueTooLong { len: 9, max: 8 })
     );
+}
+
+#[test]
+fn a_bind_fences_the_named_binding_from_then_on() {
+    let mut c = cfg(0, &[0, 1, 2]);
+    c.value_max = 32;
+    let mut l = LeaderLane::new(c).unwrap();
+    fn bind(session: u32, generation: u64, fence: &[u8]) -> WriteEntry<'_> {
+        WriteEntry {
+            session,
+            seq: rzab_wire::gen_start(generation),
+            key: 0,
+            op: rzab_wire::Op::Bind,
+            value: fence,
+        }
+    }
+    // Node 1's session 4 binds generation 1 and writes once; a second
+    // write is still on its way when the client moves to node 2.
+    let g1 = rzab_wire::gen_start(1);
+    l.handle(
+        T0,
+        &msg(&write_msg(1, 1, &[bind(4, 1, b""), write(4, g1 + 1, 1, b"a")])),
+    );
+    assert_eq!(l.end_lid(), 2);
+    let fence = rzab_wire::Fence {
+        node: 1,
+        session: 4,
+        generation: 1,
+    }
+    .encode();
+    l.handle(T0, &msg(&write_msg(2, 1, &[bind(7, 1, &fence)])));
+    assert_eq!(l.end_lid(), 3);
+    // The old binding's write arrives after the fence: never sequenced.
+    l.handle(T0, &msg(&write_msg(1, 2, &[write(4, g1 + 2, 1, b"b")])));
+    assert_eq!(l.end_lid(), 3);
+    assert_eq!(l.stats().duplicate_writes, 1);
+    // The new binding writes on, and node 1's slot serves a new connection.
+    l.handle(
+        T0,
+        &msg(&write_msg(
+            2,
+            2,
+            &[write(7, rzab_wire::gen_start(1) + 1, 1, b"c")],
+        )),
+    );
+    l.handle(
+        T0,
+        &msg(&write_msg(
+            1,
+            3,
+            &[bind(4, 2, b""), write(4, rzab_wire::gen_start(2) + 1, 1, b"d")],
+        )),
+    );
+    assert_eq!(l.end_lid(), 6);
 }
 
 #[test]
@@ -322,7 +376,7 @@ fn full_log_marks_the_follower_holding_it_lagging() {
     // Node 1 acks everything, node 2 is dead: entries commit and apply but
     // are retained for node 2 until the log is full.
     for i in 1..=cap + 1 {
-        l.submit(&write(0, i, 1, b"v")).unwrap();
+        l.submit(&write(0, i as u64, 1, b"v")).unwrap();
         l.sequence(&s).unwrap();
         drain(&mut l, T0);
         l.handle(T0, &msg(&ack_msg(1, ack(i as u64, u64::MAX, u64::MAX, 0), &[])));
@@ -340,9 +394,12 @@ fn full_log_of_unapplied_entries_refuses_writes() {
     let mut l = leader(&[0, 1, 2]);
     let cap = l.config().log_capacity as u32;
     for i in 1..=cap {
-        l.submit(&write(0, i, 1, b"v")).unwrap();
+        l.submit(&write(0, i as u64, 1, b"v")).unwrap();
     }
-    assert_eq!(l.submit(&write(0, cap + 1, 1, b"v")), Err(SubmitError::Full));
+    assert_eq!(
+        l.submit(&write(0, cap as u64 + 1, 1, b"v")),
+        Err(SubmitError::Full)
+    );
     assert_eq!(l.lagging(), NodeSet::EMPTY, "no follower is to blame");
 }
 
@@ -465,7 +522,7 @@ fn a_learner_is_sent_from_the_apply_point_and_counts_only_once_promoted() {
 fn held_entries_are_the_sequenced_and_unapplied_ones() {
     let mut l = leader(&[0, 1, 2]);
     for i in 1..=3 {
-        l.submit(&write(0, i, i as u64, b"v")).unwrap();
+        l.submit(&write(0, i, i, b"v")).unwrap();
     }
     l.sequence(&seq1()).unwrap();
     l.submit(&write(1, 1, 9, b"v")).unwrap(); // appended, no id yet

@@ -13,7 +13,7 @@ fn sid(node: u8) -> SessionId {
     }
 }
 
-fn applied(zxid: u64, seq: u32, key: u64) -> Applied {
+fn applied(zxid: u64, seq: u64, key: u64) -> Applied {
     Applied {
         zxid,
         origin: 1,
@@ -22,17 +22,17 @@ fn applied(zxid: u64, seq: u32, key: u64) -> Applied {
         seq,
         key,
         op: Op::Put,
-        tag: 100 + seq as u64,
+        tag: 100 + seq,
     }
 }
 
-fn write(seq: u32, key: u64, completed: Option<u64>) -> WriteRec {
+fn write(seq: u64, key: u64, completed: Option<u64>) -> WriteRec {
     WriteRec {
         session: sid(1),
         seq,
         key,
         op: Op::Put,
-        tag: 100 + seq as u64,
+        tag: 100 + seq,
         issued_at: Time(0),
         completed: completed.map(|z| (Time(1), z)),
         abandoned: false,
