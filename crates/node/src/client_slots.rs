@@ -8,10 +8,14 @@
 
 use rzab_proto::{Submitted, Time, Zxid};
 use rzab_store::KeyedOutcome;
-use rzab_wire::{GEN_COUNTER_MAX, Op, WriteEntry, gen_end, gen_start, seq_gen};
+use rzab_wire::{GEN_COUNTER_MAX, GEN_MAX, Op, WriteEntry, gen_end, gen_start, seq_gen};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Why a write failed that the leader will never sequence.
+const STRANDED: &str = "not applied: a newer binding of its session (a reconnect, or the session moving to another replica) superseded it";
+const MOVED: &str = "not applied: the session moved to another replica";
 
 /// What the lane reports for a client write.
 pub type Done = Box<dyn FnOnce(Result<WriteDone, String>) + Send>;
@@ -142,6 +146,14 @@ impl ClientSlots {
                         accepted += 1;
                     }
                     Submitted::Retry => return accepted,
+                    Submitted::Stale => {
+                        // Only this write: the ones after it may be a new
+                        // connection's Bind and writes.
+                        if let Some(p) = s.inflight.remove(s.sent) {
+                            self.unsent -= 1;
+                            (p.write.done)(Err(STRANDED.into()));
+                        }
+                    }
                     Submitted::Refused(why) => {
                         s.seq = p.seq.wrapping_sub(1);
                         self.unsent -= s.inflight.len() - s.sent;
@@ -158,14 +170,18 @@ impl ClientSlots {
     }
 
     /// A write of session `session` applied here. Returns the latency of
-    /// the client write it completed, if it was one. Older writes still in
-    /// flight never will be (the leader sequences a session in order): a
-    /// later generation stranded them.
+    /// the client write it completed, if it was one. Writes of older
+    /// generations still in flight never will be: this one's Bind stranded
+    /// them.
     pub fn complete(&mut self, session: u32, seq: u64, done: WriteDone, now: Time) -> Option<u64> {
         let i = session.checked_sub(self.base)? as usize;
         self.slots.get(i)?;
-        while self.slots[i].inflight.front().is_some_and(|p| p.seq < seq) {
-            self.fail_front(i, "not applied: a newer connection of its slot superseded it");
+        while self.slots[i]
+            .inflight
+            .front()
+            .is_some_and(|p| seq_gen(p.seq) < seq_gen(seq))
+        {
+            self.fail_front(i, STRANDED);
         }
         let s = &mut self.slots[i];
         if s.inflight.front().is_none_or(|p| p.seq != seq) {
@@ -189,7 +205,7 @@ impl ClientSlots {
         }
         let end = gen_end(generation);
         while self.slots[i].inflight.front().is_some_and(|p| p.seq <= end) {
-            self.fail_front(i, "not applied: the session moved to another replica");
+            self.fail_front(i, MOVED);
         }
         let s = &mut self.slots[i];
         if seq_gen(s.seq) == generation {
@@ -298,19 +314,15 @@ fn fill(s: &mut Slot, depth: usize, now: Time) -> usize {
             (write.done)(Err("the connection closed".into()));
             continue;
         }
-        let seq = if write.op == Op::Bind {
-            s.dead = false;
-            gen_start(seq_gen(s.seq) + 1)
-        } else {
-            s.seq + 1
+        let seq = match next_seq(s, write.op) {
+            Ok(seq) => seq,
+            Err(why) => {
+                (write.done)(Err(why.into()));
+                continue;
+            }
         };
-        if write.op != Op::Bind && s.dead {
-            (write.done)(Err("not applied: the session moved to another replica".into()));
-            continue;
-        }
-        if seq_gen(seq) != seq_gen(s.seq) && write.op != Op::Bind {
-            (write.done)(Err("the connection used up its write counter; reconnect".into()));
-            continue;
+        if write.op == Op::Bind {
+            s.dead = false;
         }
         s.seq = seq;
         s.inflight.push_back(Pending {
@@ -320,6 +332,25 @@ fn fill(s: &mut Slot, depth: usize, now: Time) -> usize {
         });
     }
     s.inflight.len() - before
+}
+
+/// The seq of the slot's next write: a `Bind` opens the next generation,
+/// any other write counts on in the current one.
+fn next_seq(s: &Slot, op: Op) -> Result<u64, &'static str> {
+    if op == Op::Bind {
+        return match seq_gen(s.seq).checked_add(1).filter(|&g| g <= GEN_MAX) {
+            Some(g) => Ok(gen_start(g)),
+            None => Err("this client slot used up its generations"),
+        };
+    }
+    if s.dead {
+        return Err(MOVED);
+    }
+    // The counter's last value marks a fence: no write takes it.
+    if s.seq & GEN_COUNTER_MAX >= GEN_COUNTER_MAX - 1 {
+        return Err("the connection used up its write counter; reconnect");
+    }
+    Ok(s.seq + 1)
 }
 
 #[cfg(test)]
@@ -395,6 +426,63 @@ mod tests {
     }
 
     #[test]
+    fn a_stale_write_at_the_leader_fails_alone() {
+        let log = Log::default();
+        let mut c = ClientSlots::new(0, 1, 8, true);
+        c.take(bind(0, &log), Time(0));
+        c.take(write(0, &log), Time(0));
+        assert_eq!(offered(&mut c).len(), 2);
+        // This node leads; the session moved and the fence was sequenced
+        // here before this node applied it: the old connection's next
+        // write is stale, and the new connection's Bind after it is not.
+        c.take(write(0, &log), Time(1));
+        c.take(bind(0, &log), Time(1));
+        let mut seen = Vec::new();
+        c.submit(Time(1), |e| {
+            seen.push(e.op);
+            if e.op == Op::Bind {
+                Submitted::Accepted
+            } else {
+                Submitted::Stale
+            }
+        });
+        assert_eq!(seen, [Op::KeyedPut, Op::Bind]);
+        let log = log.lock().expect("log");
+        assert!(log.len() == 1 && log[0].as_ref().is_err_and(|e| e.starts_with("not applied")));
+        assert!(c.consistent());
+    }
+
+    #[test]
+    fn counters_and_generations_do_not_wrap() {
+        let log = Log::default();
+        let mut c = ClientSlots::new(0, 1, 8, true);
+        c.slots[0].seq = gen_start(3) | (GEN_COUNTER_MAX - 2);
+        c.take(write(0, &log), Time(0));
+        c.take(write(0, &log), Time(0));
+        assert_eq!(
+            offered(&mut c),
+            [(Op::KeyedPut, gen_start(3) | (GEN_COUNTER_MAX - 1))]
+        );
+        assert!(
+            c.complete(0, gen_start(3) | (GEN_COUNTER_MAX - 1), done(1), Time(1))
+                .is_some()
+        );
+        c.take(bind(0, &log), Time(1));
+        assert_eq!(
+            offered(&mut c),
+            [(Op::Bind, gen_start(4))],
+            "the counter's last value stays a fence's"
+        );
+        c.slots[0].inflight.clear();
+        c.unsent = 0;
+        c.slots[0].seq = gen_start(GEN_MAX) | 5;
+        c.take(bind(0, &log), Time(2));
+        assert_eq!(offered(&mut c), [], "no generation after the last");
+        let errors = log.lock().expect("log").iter().filter(|r| r.is_err()).count();
+        assert_eq!(errors, 2);
+    }
+
+    #[test]
     fn a_later_generation_applied_fails_the_stranded_writes_before_it() {
         let log = Log::default();
         let mut c = ClientSlots::new(0, 1, 8, true);
@@ -446,10 +534,11 @@ mod tests {
         );
         assert_eq!(seen, [(10, 1)]);
         assert_eq!(
-            c.complete(10, 0, done(5), Time(2)),
+            c.complete(10, 2, done(5), Time(2)),
             None,
             "not the write in flight"
         );
+        assert_eq!(c.complete(10, 0, done(5), Time(2)), None, "an older one");
         assert_eq!(c.complete(11, 1, done(5), Time(2)), None, "another slot's");
         assert_eq!(c.complete(10, 1, done(5), Time(3)), Some(3));
         assert_eq!(
@@ -477,9 +566,9 @@ mod tests {
         });
         assert_eq!(seqs, [1, 2, 3], "three in flight, two wait");
         assert_eq!(
-            c.complete(0, 0, done(9), Time(1)),
+            c.complete(0, 2, done(9), Time(1)),
             None,
-            "a stale seq changes nothing"
+            "only the oldest completes"
         );
         assert!(c.complete(0, 1, done(8), Time(1)).is_some());
         assert!(c.complete(0, 2, done(9), Time(1)).is_some());

@@ -378,7 +378,10 @@ impl RunConfig {
         let c = &self.clients;
         if c.enabled() {
             // A connection's `Bind` carries a fence in its value.
-            self.workload.value_size.max(c.item_size()).max(rzab_wire::FENCE_LEN)
+            self.workload
+                .value_size
+                .max(c.item_size())
+                .max(rzab_wire::FENCE_LEN)
         } else {
             self.workload.value_size
         }

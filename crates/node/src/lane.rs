@@ -630,6 +630,11 @@ impl<T: Transport> LaneWorker<T> {
                 self.error = Some(format!("lane refused a session write: {why}"));
                 false
             }
+            // Built-in sessions never bind again: their node lost track.
+            Submitted::Stale => {
+                self.error = Some("lane refused a session write as already sequenced".into());
+                false
+            }
         }
     }
 

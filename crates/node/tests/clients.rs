@@ -530,6 +530,46 @@ fn a_session_that_moves_fences_off_its_old_connection() {
             ..
         })
     ));
+    // A generation no server gives is refused in the handshake.
+    let mut s = TcpStream::connect(addrs[0]).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    out.clear();
+    Request::Hello {
+        session,
+        last_zxid: 0,
+        prev: Some(Binding { generation: 0, ..b2 }),
+        token: b"",
+    }
+    .encode(&mut out);
+    s.write_all(&out).expect("hello");
+    let mut buf = Vec::new();
+    assert!(matches!(
+        Reply::decode(&read_reply(&mut s, &mut buf)),
+        Ok(Reply::Error {
+            code: ErrorCode::Malformed,
+            ..
+        })
+    ));
+    // A fence naming a generation its slot has not reached (a client from
+    // before a cluster restart, or a forged one) is ignored: the live
+    // connection it names writes on.
+    let ahead = Binding {
+        generation: b2.generation + 5,
+        ..b2
+    };
+    let (_third, _, _, _) = raw_session(addrs[0], 0, Some(ahead));
+    out.clear();
+    Request::Put {
+        key: b"k",
+        value: b"third",
+    }
+    .encode(&mut out);
+    new.write_all(&out).expect("put");
+    assert!(matches!(
+        Reply::decode(&read_reply(&mut new, &mut new_buf)),
+        Ok(Reply::Written { .. })
+    ));
     drop((old, new, s));
     let outcomes = c.stop();
     assert_no_errors(&outcomes);

@@ -36,10 +36,13 @@ pub enum PlantedBug {
     AmnesiacVotes,
     /// (Control) a voter grants every candidate of an epoch.
     VoteTwice,
+    /// The leader sequences a Bind's fence but keeps sequencing the fenced
+    /// binding's writes.
+    IgnoreFences,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 7] = [
+    pub const ALL: [PlantedBug; 8] = [
         PlantedBug::SequenceDuplicates,
         PlantedBug::NoRetransmitTimeout,
         PlantedBug::ApplyOutOfOrder,
@@ -47,6 +50,7 @@ impl PlantedBug {
         PlantedBug::IgnoreHeldEntries,
         PlantedBug::AmnesiacVotes,
         PlantedBug::VoteTwice,
+        PlantedBug::IgnoreFences,
     ];
 
     pub fn name(self) -> &'static str {
@@ -59,6 +63,7 @@ impl PlantedBug {
             PlantedBug::IgnoreHeldEntries => "ignore-held-entries",
             PlantedBug::AmnesiacVotes => "amnesiac-votes",
             PlantedBug::VoteTwice => "vote-twice",
+            PlantedBug::IgnoreFences => "ignore-fences",
         }
     }
 }

@@ -42,6 +42,8 @@ pub enum SubmitError {
     Duplicate,
     #[error("an earlier write of this session is missing")]
     Gap,
+    #[error("a bind's value is neither empty nor a fence")]
+    BadBind,
 }
 
 /// What the leader knows about one follower of the lane.
@@ -356,6 +358,11 @@ impl LeaderLane {
             });
         }
         let bind = w.op == rzab_wire::Op::Bind;
+        // What the log holds, every replica decodes: never a bad fence.
+        if bind && rzab_wire::Fence::decode(w.value).is_err() {
+            self.stats.rejected_entries += 1;
+            return Err(SubmitError::BadBind);
+        }
         let check = self.sessions.check(origin, w.session, w.seq, bind);
         match check {
             None => {
@@ -386,14 +393,30 @@ impl LeaderLane {
             op: w.op,
             len: w.value.len() as u16,
         };
-        let stored = self.log.insert(self.end, meta, w.value);
+        // A fence the order has not reached is sequenced as a plain Bind:
+        // every replica applies what is stored, so all drop it alike.
+        let named = crate::sessions::fence_of(w.op, w.value);
+        let fence = named.filter(|f| self.sessions.can_fence(f));
+        let value = if named.is_some() && fence.is_none() {
+            self.stats.stale_fences += 1;
+            &[][..]
+        } else {
+            w.value
+        };
+        let meta = EntryMeta {
+            len: value.len() as u16,
+            ..meta
+        };
+        let stored = self.log.insert(self.end, meta, value);
         debug_assert!(stored, "make_room guaranteed a slot");
         self.end += 1;
         if check == Some(SeqCheck::Next) {
             self.sessions.record(origin, w.session, w.seq);
             // From here on in the order, the fenced binding's writes are
             // duplicates.
-            if let Some(f) = crate::sessions::fence_of(w.op, w.value) {
+            if let Some(f) = fence
+                && self.cfg.planted_bug != PlantedBug::IgnoreFences
+            {
                 self.sessions.fence(&f);
             }
         }

@@ -14,6 +14,9 @@ pub enum Submitted {
     Accepted,
     /// No room now; try again next turn.
     Retry,
+    /// The leader has this session past the write: a later generation of
+    /// the session, or a fence, stranded it. It will never be sequenced.
+    Stale,
     /// The write can never be accepted (a bug in the caller).
     Refused(String),
 }
@@ -123,11 +126,20 @@ impl Role {
         }
     }
 
+    /// Writes a follower lane holds for the leader (0 for a leader).
+    pub fn pending_writes(&self) -> usize {
+        match self {
+            Role::Leader(_) => 0,
+            Role::Follower(f) => f.pending_writes(),
+        }
+    }
+
     pub fn submit(&mut self, w: &WriteEntry<'_>) -> Submitted {
         match self {
             Role::Leader(l) => match l.submit(w) {
                 Ok(()) => Submitted::Accepted,
                 Err(SubmitError::Full) => Submitted::Retry,
+                Err(SubmitError::Duplicate) => Submitted::Stale,
                 Err(e) => Submitted::Refused(e.to_string()),
             },
             Role::Follower(f) => match f.submit(w) {

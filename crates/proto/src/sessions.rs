@@ -71,6 +71,14 @@ impl SessionTable {
         }
     }
 
+    /// Whether `f` names a binding the order has reached: a generation of a
+    /// known session, not one beyond its last sequenced write (a stale or
+    /// forged fence must not wedge a session that is still to bind it).
+    pub fn can_fence(&self, f: &Fence) -> bool {
+        self.index(f.node, f.session)
+            .is_some_and(|i| f.generation >= 1 && f.generation <= seq_gen(self.last[i]))
+    }
+
     /// A `Bind` fenced off generation `f.generation` of another binding:
     /// none of its writes not yet sequenced will be.
     pub fn fence(&mut self, f: &Fence) {
@@ -178,9 +186,14 @@ mod tests {
             generation: 1,
         });
         assert_eq!(
-            t.check(2, 0, 1, false),
+            t.check(9, 1, gen_start(1) + 1, false),
+            Some(SeqCheck::Duplicate),
+            "(9, 1) raised"
+        );
+        assert_eq!(
+            t.check(2, 1, gen_start(6), true),
             Some(SeqCheck::Next),
-            "fences of other sessions change nothing"
+            "(2, 1) untouched by the others"
         );
         assert_eq!(
             fence_of(
@@ -196,5 +209,30 @@ mod tests {
         );
         assert_eq!(fence_of(Op::Bind, &[1, 2]), None);
         assert_eq!(fence_of(Op::Bind, &[]), None);
+    }
+
+    #[test]
+    fn only_a_binding_the_order_reached_can_be_fenced() {
+        let mut t = SessionTable::new(4);
+        t.record(1, 2, gen_start(3));
+        let f = |generation| Fence {
+            node: 1,
+            session: 2,
+            generation,
+        };
+        assert!(t.can_fence(&f(3)) && t.can_fence(&f(1)));
+        assert!(
+            !t.can_fence(&f(4)),
+            "not bound yet: a stale or forged fence would wedge it"
+        );
+        assert!(!t.can_fence(&f(0)), "generation 0 is the built-in sessions'");
+        assert!(
+            !t.can_fence(&Fence {
+                node: 1,
+                session: 9,
+                generation: 1
+            }),
+            "out of range"
+        );
     }
 }

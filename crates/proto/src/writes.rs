@@ -41,6 +41,8 @@ pub enum QueueError {
     ValueTooLong { len: usize, max: usize },
     #[error("session {session} already has write {seq} pending")]
     AlreadyPending { session: u32, seq: u64 },
+    #[error("a bind's value is neither empty nor a fence")]
+    BadBind,
 }
 
 /// Pending writes of one follower lane.
@@ -130,6 +132,10 @@ impl PendingWrites {
                 len: w.value.len(),
                 max: self.value_max,
             });
+        }
+        // The leader would refuse the whole datagram that carried it.
+        if w.op == Op::Bind && rzab_wire::Fence::decode(w.value).is_err() {
+            return Err(QueueError::BadBind);
         }
         if self.by_id.contains_key(&(w.session, w.seq)) {
             return Err(QueueError::AlreadyPending {

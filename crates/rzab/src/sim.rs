@@ -28,7 +28,9 @@ pub struct SimArgs {
     /// Sweep these seeds, e.g. 0..1000, printing each violation with its seed.
     #[arg(long, value_parser = parse_seeds)]
     pub seeds: Option<Range<u64>>,
-    /// Faults while they are on: none, or e.g. drop=0.05,dup=0.01,reorder=0.1,partition[,delay=20,jitter=10].
+    /// Faults while they are on: none, or e.g. drop=0.05,dup=0.01,reorder=0.1,partition,crash,move
+    /// [,delay=20,jitter=10] (crash: nodes crash and restart empty; move: sessions move between nodes,
+    /// fencing their old binding).
     #[arg(long, default_value = "none", value_parser = |s: &str| s.parse::<Faults>())]
     pub faults: Faults,
     /// Milliseconds of virtual time during which faults are on.
@@ -89,7 +91,7 @@ fn describe(o: &Outcome) -> String {
     format!(
         "seed {}: {}\n  {} events, {:.1} ms virtual, {} writes ({} completed), {} reads; network: {} sent, {} dropped, \
          {} cut, {} duplicated, {} reordered, {} partitions; {} crashes, {} leader changes; lagging {}; \
-         digest {:016x}",
+         {} binds, {} fences, {} writes refused by a fence; digest {:016x}",
         o.seed,
         o.shape,
         o.events,
@@ -106,6 +108,9 @@ fn describe(o: &Outcome) -> String {
         o.crashes,
         o.failovers,
         o.lagging,
+        o.binds,
+        o.fences,
+        o.failed,
         o.digest
     )
 }
@@ -144,7 +149,7 @@ pub fn run(args: SimArgs) -> ExitCode {
     let r = sweep(&cfg, seeds, jobs, &on_fail);
     println!(
         "{} seeds in {:.1} s ({:.1} seeds/s), {} events, {} writes, {} reads; injected {} losses, {} duplicates, \
-         {} reorders, {} partitions, {} crashes; {} leader changes",
+         {} reorders, {} partitions, {} crashes; {} leader changes; {} binds, {} fences, {} writes refused by a fence",
         r.seeds,
         r.elapsed.as_secs_f64(),
         r.seeds_per_s(),
@@ -156,7 +161,10 @@ pub fn run(args: SimArgs) -> ExitCode {
         r.reordered,
         r.partitions,
         r.crashes,
-        r.failovers
+        r.failovers,
+        r.binds,
+        r.fences,
+        r.refused_by_fence
     );
     let failed: Vec<String> = r.failed.iter().map(|o| o.seed.to_string()).collect();
     if failed.is_empty() {

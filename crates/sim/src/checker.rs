@@ -139,7 +139,7 @@ pub fn completion(h: &History, seq: &[Applied]) -> Vec<Violation> {
 pub fn sessions(h: &History, seq: &[Applied]) -> Vec<Violation> {
     let pos: BTreeMap<u64, usize> = seq.iter().enumerate().map(|(i, a)| (a.zxid, i)).collect();
     let mut by_key: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
-    for (i, a) in seq.iter().enumerate() {
+    for (i, a) in seq.iter().enumerate().filter(|(_, a)| a.op != Op::Bind) {
         by_key.entry(a.key).or_default().push(i);
     }
     let mut out = Vec::new();
@@ -188,6 +188,43 @@ pub fn sessions(h: &History, seq: &[Applied]) -> Vec<Violation> {
 }
 
 /// At most one node led each epoch.
+/// Bindings: once a session's `Bind` is in the order, no write of its older
+/// generations follows it; once a fence is, no write of the generation it
+/// names follows it; and no write its node reported not applied is in the
+/// order at all.
+pub fn fences(h: &History, seq: &[Applied]) -> Vec<Violation> {
+    let failed: BTreeSet<(u8, u8, u32, u64)> = h
+        .writes
+        .iter()
+        .filter(|w| w.failed)
+        .map(|w| (w.session.node, w.session.lane, w.session.index, w.seq))
+        .collect();
+    let mut closed: BTreeMap<(u8, u8, u32), u64> = BTreeMap::new();
+    let mut out = Vec::new();
+    for a in seq {
+        let session = (a.origin, a.lane, a.session);
+        if let Some(&c) = closed.get(&session).filter(|&&c| a.seq <= c) {
+            out.push(v(
+                "fence",
+                format!("{a:?} follows a Bind or fence that closed its session up to seq {c:#x}"),
+            ));
+        }
+        if failed.contains(&(a.origin, a.lane, a.session, a.seq)) {
+            out.push(v("fence", format!("{a:?} was reported not applied, and applied")));
+        }
+        if a.op != Op::Bind {
+            continue;
+        }
+        let older = closed.entry(session).or_default();
+        *older = (*older).max(a.seq.saturating_sub(1));
+        if let Some((node, s, generation)) = a.fence {
+            let fenced = closed.entry((node, a.lane, s)).or_default();
+            *fenced = (*fenced).max(rzab_wire::gen_end(generation));
+        }
+    }
+    out
+}
+
 pub fn one_leader_per_epoch(h: &History) -> Vec<Violation> {
     let mut by_epoch: BTreeMap<u32, BTreeSet<u8>> = BTreeMap::new();
     for &(e, n) in &h.leaderships {
@@ -205,7 +242,7 @@ pub fn liveness(h: &History, end: rzab_proto::Time) -> Vec<Violation> {
     let pending: Vec<_> = h
         .writes
         .iter()
-        .filter(|w| w.completed.is_none() && !w.abandoned)
+        .filter(|w| w.completed.is_none() && !w.abandoned && !w.failed)
         .collect();
     match pending.first() {
         None => Vec::new(),
@@ -229,6 +266,7 @@ pub fn check_all(h: &History, end: rzab_proto::Time) -> Vec<Violation> {
     out.extend(agreement(h, &seq));
     out.extend(validity(h, &seq));
     out.extend(completion(h, &seq));
+    out.extend(fences(h, &seq));
     out.extend(one_leader_per_epoch(h));
     if out.is_empty() {
         // Read checks assume one sequence; skip them when that already failed.

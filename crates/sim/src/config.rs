@@ -18,6 +18,10 @@ pub struct Faults {
     pub partition: bool,
     /// Nodes (the leader included) crash and restart without their state.
     pub crash: bool,
+    /// Sessions move: a session's connection is given up (its write in
+    /// flight left to chance) and a session at another node binds anew,
+    /// fencing off its binding.
+    pub moves: bool,
     /// One-way latency and its uniform jitter (always on).
     pub delay: Span,
     pub jitter: Span,
@@ -31,13 +35,14 @@ impl Faults {
             reorder: 0.0,
             partition: false,
             crash: false,
+            moves: false,
             delay: Span::from_micros(20),
             jitter: Span::from_micros(10),
         }
     }
 
     pub fn any(&self) -> bool {
-        self.drop > 0.0 || self.dup > 0.0 || self.reorder > 0.0 || self.partition || self.crash
+        self.drop > 0.0 || self.dup > 0.0 || self.reorder > 0.0 || self.partition || self.crash || self.moves
     }
 }
 
@@ -77,11 +82,12 @@ impl FromStr for Faults {
                 "reorder" => f.reorder = prob(value)?,
                 "partition" if value.is_none() => f.partition = true,
                 "crash" if value.is_none() => f.crash = true,
+                "move" if value.is_none() => f.moves = true,
                 "delay" => f.delay = micros(value)?,
                 "jitter" => f.jitter = micros(value)?,
                 _ => {
                     return Err(format!(
-                        "unknown fault '{item}' (want drop=, dup=, reorder=, partition, delay=, jitter=)"
+                        "unknown fault '{item}' (want drop=, dup=, reorder=, partition, crash, move, delay=, jitter=)"
                     ));
                 }
             }
@@ -98,6 +104,9 @@ impl fmt::Display for Faults {
         }
         if self.crash {
             write!(f, ",crash")?;
+        }
+        if self.moves {
+            write!(f, ",move")?;
         }
         write!(
             f,
@@ -155,8 +164,10 @@ mod tests {
 
     #[test]
     fn fault_lists_parse_and_errors_name_the_item() {
-        let f: Faults = "drop=0.05,dup=0.01,reorder=0.1,partition,crash".parse().unwrap();
-        assert!(f.crash);
+        let f: Faults = "drop=0.05,dup=0.01,reorder=0.1,partition,crash,move"
+            .parse()
+            .unwrap();
+        assert!(f.crash && f.moves);
         assert_eq!((f.drop, f.dup, f.reorder, f.partition), (0.05, 0.01, 0.1, true));
         assert!(!"none".parse::<Faults>().unwrap().any());
         assert!("drop=2".parse::<Faults>().unwrap_err().contains("probability"));

@@ -25,8 +25,12 @@ pub struct WriteRec {
     pub issued_at: Time,
     /// When the session saw it applied at its node, and the id it got.
     pub completed: Option<(Time, u64)>,
-    /// Its node crashed before it completed: nobody waits for it.
+    /// Its node crashed before it completed, or its session moved on:
+    /// nobody waits for it, and it may or may not apply.
     pub abandoned: bool,
+    /// Its node told the session it is not applied (a fence or a newer
+    /// generation stranded it): it must never apply.
+    pub failed: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,6 +58,8 @@ pub struct Applied {
     pub key: u64,
     pub op: Op,
     pub tag: u64,
+    /// A `Bind`'s fence as sequenced: (node, session, generation).
+    pub fence: Option<(NodeId, u32, u64)>,
 }
 
 /// A session's operations in program order (indexes into the records).

@@ -10,7 +10,7 @@ use rzab_proto::{
     HistoryLog, Host, LaneStart, NodeId, Op, OwnedEntry, OwnedItem, PlantedBug, Role, Sequencer, SessionSeqs,
     Snapshot, Submitted, Time, Zxid,
 };
-use rzab_wire::WriteEntry;
+use rzab_wire::{Fence, GEN_COUNTER_MAX, WriteEntry, seq_gen};
 
 /// A session's outstanding write.
 #[derive(Clone, Copy, Debug)]
@@ -21,6 +21,8 @@ pub struct PendingWrite {
     pub key: u64,
     pub op: Op,
     pub tag: u64,
+    /// A `Bind`'s fence.
+    pub fence: Option<Fence>,
     /// The current lanes have it (false: submit it, again after an epoch change).
     pub submitted: bool,
 }
@@ -32,6 +34,13 @@ pub struct Session {
     pub pending: Option<PendingWrite>,
     pub ops_left: u32,
     pub ready_at: Time,
+    /// The next write is a `Bind` opening a new generation: the session's
+    /// binding was given up or fenced, or its node restarted (datagrams of
+    /// the last life's writes may still be on their way).
+    pub must_bind: bool,
+    /// The next write is a `Bind` fencing this binding: a session that
+    /// moved here from another node.
+    pub fence_next: Option<Fence>,
 }
 
 pub struct LaneSlot {
@@ -64,6 +73,8 @@ pub struct SimHost {
     pub completed: Vec<(u8, u32, usize, u64)>,
     /// Writes resolved without an id seen (applied inside a snapshot).
     pub resolved: Vec<usize>,
+    /// Writes the node reported not applied (fenced or stranded).
+    pub failed: Vec<usize>,
     /// A snapshot replaced the store at this base since the world looked.
     pub installed: Option<u64>,
     /// Writes the node's own leader lane refused (a bug, reported).
@@ -97,6 +108,10 @@ impl SimHost {
                             .copied()
                             .unwrap_or(cfg.ops_per_session),
                         ready_at: Time::ZERO,
+                        // Clients bind each connection (when sessions
+                        // move, as the gateway's do).
+                        must_bind: inc > 0 || cfg.faults.moves,
+                        fence_next: None,
                     })
                     .collect(),
                 turn_at: None,
@@ -118,6 +133,7 @@ impl SimHost {
             applied: Vec::new(),
             completed: Vec::new(),
             resolved: Vec::new(),
+            failed: Vec::new(),
             installed: None,
             refused: Vec::new(),
         }
@@ -171,12 +187,18 @@ impl SimHost {
         let mut t = [0u8; 8];
         let n = e.value.len().min(8);
         t[..n].copy_from_slice(&e.value[..n]);
-        let tag = checker::tag_of(e.op, u64::from_le_bytes(t));
-        if let Some(slot) = self.store.get_mut(e.key as usize) {
+        let bind = e.op == Op::Bind;
+        let tag = if bind {
+            0
+        } else {
+            checker::tag_of(e.op, u64::from_le_bytes(t))
+        };
+        if !bind && let Some(slot) = self.store.get_mut(e.key as usize) {
             *slot = (e.zxid.0, tag);
         }
         self.seqs.record(e.origin, e.lane, e.session, e.seq, e.zxid);
-        if let Some(f) = rzab_proto::fence_of(e.op, &e.value) {
+        let fence = rzab_proto::fence_of(e.op, &e.value);
+        if let Some(f) = fence {
             let end = rzab_wire::gen_end(f.generation);
             self.seqs.record(f.node, e.lane, f.session, end, e.zxid);
         }
@@ -189,6 +211,7 @@ impl SimHost {
             key: e.key,
             op: e.op,
             tag,
+            fence: fence.map(|f| (f.node, f.session, f.generation)),
         };
         if e.zxid > self.gate {
             self.gate = e.zxid;
@@ -198,6 +221,29 @@ impl SimHost {
         let early = self.cfg.bug == PlantedBug::CompleteBeforeApply && !self.is_leader();
         if rec.origin == self.node && !early {
             self.complete(rec.lane, rec.session, rec.seq, rec.zxid);
+        }
+        if let Some(f) = fence.filter(|f| f.node == self.node) {
+            self.fenced(rec.lane, f.session, f.generation);
+        }
+    }
+
+    /// A `Bind` applied here fenced off generation `generation` of a
+    /// session of this node: its write of that generation not applied by
+    /// now never will be, and the session binds anew.
+    fn fenced(&mut self, lane: u8, session: u32, generation: u64) {
+        let Some(s) = self
+            .lanes
+            .get_mut(lane as usize)
+            .and_then(|l| l.sessions.get_mut(session as usize))
+        else {
+            return;
+        };
+        if let Some(p) = s.pending.filter(|p| seq_gen(p.seq) <= generation) {
+            s.pending = None;
+            self.failed.push(p.idx);
+        }
+        if seq_gen(s.seq) <= generation {
+            s.must_bind = true;
         }
     }
 
@@ -231,15 +277,16 @@ impl SimHost {
             return;
         }
         let value = p.tag.to_le_bytes();
+        let fence = p.fence.map(|f| f.encode());
         let entry = WriteEntry {
             session: i as u32,
             seq: p.seq,
             key: p.key,
             op: p.op,
-            value: if p.op == Op::Delete {
-                &[]
-            } else {
-                &value[..VALUE_SIZE]
+            value: match (p.op, &fence) {
+                (Op::Delete, _) | (Op::Bind, None) => &[],
+                (Op::Bind, Some(f)) => &f[..],
+                _ => &value[..VALUE_SIZE],
             },
         };
         match role.submit(&entry) {
@@ -254,6 +301,21 @@ impl SimHost {
             Submitted::Refused(why) => {
                 let id = slot.sessions[i].id;
                 self.refused.push(format!("{id:?} write {}: {why}", p.seq));
+                slot.sessions[i].pending = None;
+                self.resolved.push(p.idx);
+            }
+            // This node leads and sequenced a fence of the session's
+            // binding that it has not applied yet: the write never will be.
+            Submitted::Stale if seq_gen(p.seq) >= 1 => {
+                let s = &mut slot.sessions[i];
+                s.pending = None;
+                s.must_bind = true;
+                self.failed.push(p.idx);
+            }
+            Submitted::Stale => {
+                let id = slot.sessions[i].id;
+                self.refused
+                    .push(format!("{id:?} write {}: already sequenced", p.seq));
                 slot.sessions[i].pending = None;
                 self.resolved.push(p.idx);
             }
@@ -411,6 +473,11 @@ impl Host for SimHost {
                     // (the leader's session table refuses a second copy).
                     Some(_) => {}
                     None => s.seq = s.seq.max(done),
+                }
+                // A fence of the session's binding (its end of generation
+                // is no write's seq) was applied while its lanes were down.
+                if done & GEN_COUNTER_MAX == GEN_COUNTER_MAX && seq_gen(done) >= seq_gen(s.seq) {
+                    s.must_bind = true;
                 }
             }
         }

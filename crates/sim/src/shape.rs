@@ -84,7 +84,8 @@ impl Shape {
         let mut c = LaneConfig::new(CLUSTER_ID, node, self.members(), leader, lane);
         c.epoch = epoch;
         c.mtu = self.mtu;
-        c.value_max = VALUE_SIZE;
+        // A Bind carries a fence.
+        c.value_max = VALUE_SIZE.max(rzab_wire::FENCE_LEN);
         c.broadcast = self.broadcast;
         c.prepare_credits = self.prepare_credits;
         c.commit_credits = self.commit_credits;

@@ -22,6 +22,9 @@ pub struct SweepReport {
     pub crashes: u64,
     /// Elections won (leader changes).
     pub failovers: u64,
+    pub binds: u64,
+    pub fences: u64,
+    pub refused_by_fence: u64,
     pub elapsed: Duration,
 }
 
@@ -41,6 +44,9 @@ impl SweepReport {
         self.partitions += o.net.partitions;
         self.crashes += o.crashes;
         self.failovers += o.failovers;
+        self.binds += o.binds;
+        self.fences += o.fences;
+        self.refused_by_fence += o.failed;
     }
 }
 

@@ -12,7 +12,7 @@ use crate::shape::Shape;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 use rzab_proto::{Control, Dest, Host, LaneStart, NodeId, NodeSet, Op, PlantedBug, Role, Span, Time, Zxid};
-use rzab_wire::{CONTROL_LANE, decode};
+use rzab_wire::{CONTROL_LANE, Fence, decode, gen_start, seq_gen};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
@@ -42,6 +42,8 @@ enum Event {
     },
     PartitionStart,
     PartitionEnd,
+    /// A session's client moves to another node.
+    Move,
     FaultsOff,
 }
 
@@ -71,6 +73,11 @@ pub struct Outcome {
     pub crashes: u64,
     /// Leaderships after the first (elections won).
     pub failovers: u64,
+    /// Bindings: Binds issued, fences in the order (as sequenced), and
+    /// writes reported not applied because of them.
+    pub binds: u64,
+    pub fences: u64,
+    pub failed: u64,
     /// A hash of everything that happened: equal for two runs of one seed.
     pub digest: u64,
 }
@@ -216,6 +223,14 @@ impl<'c> World<'c> {
                 t = t + Span(self.rng.random_range(10_000_000..=50_000_000));
             }
         }
+        if self.cfg.faults.moves {
+            // Often: sessions finish their operations within tens of ms.
+            let mut t = Time(self.rng.random_range(200_000..1_000_000));
+            while t < self.faults_end {
+                self.push(t, Event::Move);
+                t = t + Span(self.rng.random_range(100_000..=1_500_000));
+            }
+        }
         self.push(self.faults_end, Event::FaultsOff);
     }
 
@@ -290,6 +305,7 @@ impl<'c> World<'c> {
                 self.net.stats.partitions += 1;
             }
             Event::PartitionEnd => self.net.partition = None,
+            Event::Move => self.move_session(),
             Event::FaultsOff => {
                 self.net.active = false;
                 self.net.partition = None;
@@ -456,6 +472,15 @@ impl<'c> World<'c> {
         for w in std::mem::take(&mut node.host.resolved) {
             self.hist.writes[w].abandoned = true;
         }
+        let failed = std::mem::take(&mut node.host.failed);
+        for &w in &failed {
+            self.hist.writes[w].failed = true;
+        }
+        if !failed.is_empty() {
+            for l in 0..self.shape.lanes {
+                self.schedule_turn(n, l, self.now);
+            }
+        }
     }
 
     fn finish_completions(&mut self, n: NodeId) {
@@ -511,6 +536,10 @@ impl<'c> World<'c> {
     }
 
     fn start_write(&mut self, n: NodeId, l: u8, i: usize) {
+        let s = &self.nodes[n as usize].host.lanes[l as usize].sessions[i];
+        if s.must_bind || s.fence_next.is_some() {
+            return self.start_bind(n, l, i);
+        }
         let key = self.rng.random_range(0..self.cfg.keys);
         let op = if self.rng.random_bool(0.1) {
             Op::Delete
@@ -536,6 +565,7 @@ impl<'c> World<'c> {
             key,
             op,
             tag,
+            fence: None,
             submitted: false,
         });
         let id = s.id;
@@ -548,9 +578,82 @@ impl<'c> World<'c> {
             issued_at: self.now,
             completed: None,
             abandoned: false,
+            failed: false,
         });
         self.hist.session_ops(id).push(SessionOp::Write(idx));
         self.nodes[n as usize].host.submit(l, i);
+    }
+
+    /// The session opens a new generation (no operation of the workload):
+    /// a new connection to its slot, fencing its old binding if it moved.
+    fn start_bind(&mut self, n: NodeId, l: u8, i: usize) {
+        let s = &mut self.nodes[n as usize].host.lanes[l as usize].sessions[i];
+        let Some(generation) = seq_gen(s.seq).checked_add(1) else {
+            return;
+        };
+        s.must_bind = false;
+        let fence = s.fence_next.take();
+        s.seq = gen_start(generation);
+        let idx = self.hist.writes.len();
+        s.pending = Some(PendingWrite {
+            idx,
+            seq: s.seq,
+            key: 0,
+            op: Op::Bind,
+            tag: 0,
+            fence,
+            submitted: false,
+        });
+        let id = s.id;
+        self.hist.writes.push(WriteRec {
+            session: id,
+            seq: gen_start(generation),
+            key: 0,
+            op: Op::Bind,
+            tag: 0,
+            issued_at: self.now,
+            completed: None,
+            abandoned: false,
+            failed: false,
+        });
+        self.hist.session_ops(id).push(SessionOp::Write(idx));
+        self.nodes[n as usize].host.submit(l, i);
+    }
+
+    /// A session's client moves: at node `n` it gives up its connection
+    /// (its write in flight may or may not apply) or, half the time, keeps
+    /// it open and writing; at another node the same session index binds
+    /// anew, fencing off the generation it had at `n`.
+    fn move_session(&mut self) {
+        let n = self.rng.random_range(0..self.shape.nodes);
+        let l = self.rng.random_range(0..self.shape.lanes);
+        let i = self.rng.random_range(0..self.shape.sessions) as usize;
+        let to = (n + self.rng.random_range(1..self.shape.nodes.max(2))) % self.shape.nodes;
+        let keep_open = self.rng.random_bool(0.5);
+        if !self.nodes[n as usize].up || to == n || !self.nodes[to as usize].up {
+            return;
+        }
+        let s = &mut self.nodes[n as usize].host.lanes[l as usize].sessions[i];
+        let generation = seq_gen(s.seq);
+        if !keep_open {
+            if let Some(p) = s.pending.take() {
+                self.hist.writes[p.idx].abandoned = true;
+            }
+            s.must_bind = true;
+            s.ready_at = self.now;
+        }
+        self.trace(|| {
+            format!("session {n}/{l}/{i} moves to node {to} (generation {generation}, kept open {keep_open})")
+        });
+        if generation >= 1 {
+            self.nodes[to as usize].host.lanes[l as usize].sessions[i].fence_next = Some(Fence {
+                node: n,
+                session: i as u32,
+                generation,
+            });
+        }
+        self.schedule_turn(n, l, self.now);
+        self.schedule_turn(to, l, self.now);
     }
 
     fn read(&mut self, n: NodeId, l: u8, i: usize) {
@@ -701,6 +804,14 @@ impl<'c> World<'c> {
                         "node {i} lane {l} applied {apply} of {end} (received {received}, committed {commit})"
                     ));
                 }
+                // Every write is applied or given up by now: one still
+                // held is resent for ever.
+                if role.pending_writes() > 0 && !lane.lagging().contains(i as NodeId) {
+                    why.push(format!(
+                        "node {i} lane {l} still holds {} writes the leader never sequenced",
+                        role.pending_writes()
+                    ));
+                }
             }
         }
         why
@@ -798,6 +909,13 @@ impl<'c> World<'c> {
             lagging,
             crashes: self.crashes,
             failovers: self.hist.leaderships.len().saturating_sub(1) as u64, // the first is the start's
+            binds: self.hist.writes.iter().filter(|w| w.op == Op::Bind).count() as u64,
+            fences: checker::sequence(&self.hist)
+                .0
+                .iter()
+                .filter(|a| a.fence.is_some())
+                .count() as u64,
+            failed: self.hist.writes.iter().filter(|w| w.failed).count() as u64,
             digest: h,
             shape: self.shape,
         }

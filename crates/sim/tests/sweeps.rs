@@ -87,6 +87,18 @@ fn crashes_with_the_standard_network_faults() {
 }
 
 #[test]
+fn sessions_moving_between_nodes_with_every_fault() {
+    let r = clean_sweep(
+        "drop=0.05,dup=0.01,reorder=0.1,partition,crash,move",
+        50_000..50_800,
+    );
+    assert!(
+        r.binds > 10_000 && r.fences > 3_000 && r.refused_by_fence > 500 && r.crashes > 1000,
+        "sessions moved, fences were sequenced and refused writes: {r:?}"
+    );
+}
+
+#[test]
 fn no_faults() {
     clean_sweep("none", 3000..3100);
 }
@@ -167,4 +179,10 @@ fn voting_twice_elects_two_leaders_in_an_epoch() {
         0..400,
     );
     assert!(found.contains(&"leaders"), "{found:?}");
+}
+
+#[test]
+fn a_leader_ignoring_fences_is_caught() {
+    let found = caught_in(PlantedBug::IgnoreFences, None, "drop=0.05,partition,move", 0..60);
+    assert!(found.contains(&"fence"), "{found:?}");
 }

@@ -23,6 +23,8 @@ pub enum DecodeError {
     DeleteWithValue(usize),
     #[error("a bind's value is {0} bytes: neither empty nor a fence")]
     BadFence(usize),
+    #[error("a fence names generation {0}, outside 1..=2^32-1")]
+    FenceGeneration(u64),
     #[error("empty lid range")]
     EmptyRange,
     #[error("lid range overflows u64")]

@@ -41,12 +41,17 @@ impl Op {
     }
 }
 
-/// A session's seq is its binding generation (the high bits) and a counter
-/// within it: a client connection starts a generation with a `Bind` whose
-/// counter is 0, so a stale binding's writes compare below the new one's.
-pub const GEN_SHIFT: u32 = 40;
-/// The largest counter of a generation: a fence raises a session to it.
+/// A session's seq is its binding generation (the high 32 bits) and a
+/// counter within it (the low 32): a client connection starts a generation
+/// with a `Bind` whose counter is 0, so a stale binding's writes compare
+/// below the new one's. Neither part wraps: a connection that used up its
+/// counter reconnects, a slot that used up its generations is retired.
+pub const GEN_SHIFT: u32 = 32;
+/// The largest counter of a generation: a fence raises a session to it, so
+/// no write uses it.
 pub const GEN_COUNTER_MAX: u64 = (1 << GEN_SHIFT) - 1;
+/// The largest generation.
+pub const GEN_MAX: u64 = u32::MAX as u64;
 
 /// The generation of `seq`.
 pub fn seq_gen(seq: u64) -> u64 {
@@ -97,10 +102,15 @@ impl Fence {
         session.copy_from_slice(&b[1..5]);
         let mut generation = [0u8; 8];
         generation.copy_from_slice(&b[5..]);
+        let generation = u64::from_le_bytes(generation);
+        // Generation 0 is the built-in sessions', which never move.
+        if !(1..=GEN_MAX).contains(&generation) {
+            return Err(DecodeError::FenceGeneration(generation));
+        }
         Ok(Some(Fence {
             node: b[0],
             session: u32::from_le_bytes(session),
-            generation: u64::from_le_bytes(generation),
+            generation,
         }))
     }
 }

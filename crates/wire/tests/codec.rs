@@ -40,7 +40,7 @@ fn op_value() -> impl Strategy<Value = (Op, Vec<u8>)> {
         4 => proptest::collection::vec(any::<u8>(), 0..80).prop_map(|v| (Op::Put, v)),
         1 => Just((Op::Delete, Vec::new())),
         1 => Just((Op::Bind, Vec::new())),
-        1 => (any::<u8>(), any::<u32>(), any::<u64>())
+        1 => (any::<u8>(), any::<u32>(), 1..=GEN_MAX)
             .prop_map(|(node, session, generation)| (Op::Bind, Fence { node, session, generation }.encode().to_vec())),
     ]
 }
@@ -337,9 +337,13 @@ fn specific_errors() {
     let f = Fence {
         node: 3,
         session: 70_000,
-        generation: 1 << 30,
+        generation: GEN_MAX,
     };
     assert_eq!(Fence::decode(&f.encode()), Ok(Some(f)));
+    for generation in [0, GEN_MAX + 1, u64::MAX] {
+        let bad = Fence { generation, ..f }.encode();
+        assert_eq!(Fence::decode(&bad), Err(DecodeError::FenceGeneration(generation)));
+    }
     assert_eq!(seq_gen(gen_end(7)), 7);
     assert_eq!(gen_end(7) + 1, gen_start(8));
     // An empty commit range is not encodable.

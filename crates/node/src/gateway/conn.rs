@@ -12,7 +12,7 @@ use rzab_client::protocol::{
     Binding, ErrorCode, ReadFrameError, Reply, Request, VERSION, WriteOutcome, next_frame,
 };
 use rzab_store::{KeyedOutcome, slot_key};
-use rzab_wire::{Fence, Op, seq_gen};
+use rzab_wire::{Fence, GEN_MAX, Op, seq_gen};
 use smallvec::SmallVec;
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -568,6 +568,17 @@ async fn handshake(
         && !same(expected.as_bytes(), token)
     {
         return Err(refuse(ErrorCode::Unauthorized, "wrong token"));
+    }
+    if let Some(b) = prev
+        && !(1..=GEN_MAX).contains(&b.generation)
+    {
+        return Err(refuse(
+            ErrorCode::Malformed,
+            format!(
+                "the previous binding's generation {} is not one a server gives",
+                b.generation
+            ),
+        ));
     }
     let session = if session == 0 { new_session(ctx) } else { session };
     buf.drain(..body.end);

@@ -1,31 +1,32 @@
 //! Which lane slot each client connection uses.
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 
 /// The free (lane, slot) pairs of a node, handed out so that successive
-/// connections go to different lanes.
+/// connections go to different lanes, and in turn: each connection uses up
+/// a generation of its slot, so short connections spread them over all.
 pub(crate) struct SlotPool {
-    free: Mutex<Vec<(u8, u32)>>,
+    free: Mutex<VecDeque<(u8, u32)>>,
 }
 
 impl SlotPool {
     pub fn new(lanes: u8, slots: u32) -> SlotPool {
-        // Popped from the back: lane 0 slot 0, lane 1 slot 0, ...
-        let mut free: Vec<(u8, u32)> = (0..slots).flat_map(|s| (0..lanes).map(move |l| (l, s))).collect();
-        free.reverse();
+        // Lane 0 slot 0, lane 1 slot 0, ...
+        let free = (0..slots).flat_map(|s| (0..lanes).map(move |l| (l, s))).collect();
         SlotPool {
             free: Mutex::new(free),
         }
     }
 
-    /// A free slot, on `lane` if given.
+    /// The free slot released longest ago, on `lane` if given.
     pub fn acquire(&self, lane: Option<u8>) -> Option<Slot<'_>> {
         let mut free = self.free.lock().ok()?;
         let i = match lane {
-            Some(l) => free.iter().rposition(|p| p.0 == l)?,
-            None => free.len().checked_sub(1)?,
+            Some(l) => free.iter().position(|p| p.0 == l)?,
+            None => 0,
         };
-        let pair = free.remove(i);
+        let pair = free.remove(i)?;
         Some(Slot { pool: self, pair })
     }
 }
@@ -39,7 +40,7 @@ pub(crate) struct Slot<'a> {
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
         if let Ok(mut f) = self.pool.free.lock() {
-            f.push(self.pair);
+            f.push_back(self.pair);
         }
     }
 }
@@ -60,7 +61,12 @@ mod tests {
         let d = p.acquire(None).expect("d");
         assert!(p.acquire(None).is_none());
         drop(c);
-        assert_eq!(p.acquire(None).map(|s| s.pair), Some((1, 1)));
-        drop((a, b, d));
+        drop(a);
+        assert_eq!(
+            p.acquire(None).map(|s| s.pair),
+            Some((1, 1)),
+            "released first, reused first"
+        );
+        drop((b, d));
     }
 }

@@ -234,6 +234,44 @@ fn a_bind_fences_the_named_binding_from_then_on() {
         )),
     );
     assert_eq!(l.end_lid(), 6);
+    // A fence naming a generation the order has not reached (stale, from
+    // a restarted cluster, or forged) is sequenced without it: it must not
+    // wedge node 1's slot, which is in generation 2.
+    let ahead = rzab_wire::Fence {
+        node: 1,
+        session: 4,
+        generation: 9,
+    }
+    .encode();
+    l.handle(T0, &msg(&write_msg(2, 3, &[bind(7, 2, &ahead)])));
+    assert_eq!(l.stats().stale_fences, 1);
+    l.sequence(&seq1()).expect("ids");
+    let mut buf = vec![0u8; l.config().mtu];
+    let mut bind_value = None;
+    while let Some(t) = l.poll_transmit(T0, &mut buf) {
+        if let Body::Prepare {
+            first_lid, entries, ..
+        } = msg(&buf[..t.len]).body
+        {
+            for (i, e) in entries.enumerate() {
+                if first_lid + i as u64 == 6 {
+                    bind_value = Some(e.value.to_vec());
+                }
+            }
+        }
+    }
+    assert_eq!(bind_value, Some(Vec::new()), "replicas are sent no fence");
+    l.handle(
+        T0,
+        &msg(&write_msg(
+            1,
+            4,
+            &[write(4, rzab_wire::gen_start(2) + 2, 1, b"e")],
+        )),
+    );
+    assert_eq!(l.end_lid(), 8, "node 1's slot writes on");
+    // A bind whose value no replica could decode never enters the log.
+    assert_eq!(l.submit(&bind(1, 1, b"xyz")), Err(SubmitError::BadBind));
 }
 
 #[test]

@@ -23,6 +23,7 @@ fn applied(zxid: u64, seq: u64, key: u64) -> Applied {
         key,
         op: Op::Put,
         tag: 100 + seq,
+        fence: None,
     }
 }
 
@@ -36,6 +37,7 @@ fn write(seq: u64, key: u64, completed: Option<u64>) -> WriteRec {
         issued_at: Time(0),
         completed: completed.map(|z| (Time(1), z)),
         abandoned: false,
+        failed: false,
     }
 }
 
@@ -217,4 +219,53 @@ fn pending_writes_break_liveness_unless_abandoned() {
     assert_eq!(liveness(&h, Time(9)).len(), 1);
     h.writes[1].abandoned = true;
     assert_eq!(liveness(&h, Time(9)), vec![]);
+}
+
+fn bind(zxid: u64, origin: u8, generation: u64, fence: Option<(u8, u32, u64)>) -> Applied {
+    Applied {
+        origin,
+        op: Op::Bind,
+        key: 0,
+        tag: 0,
+        fence,
+        ..applied(zxid, rzab_wire::gen_start(generation), 0)
+    }
+}
+
+#[test]
+fn writes_of_a_closed_binding_after_its_bind_or_fence_are_caught() {
+    let g = rzab_wire::gen_start;
+    let h = History::default();
+    // Node 1's session binds generation 1 and writes; node 2's session
+    // fences that generation; node 1's binding then writes again.
+    let mut seq = vec![
+        bind(1, 1, 1, None),
+        applied(2, g(1) + 1, 7),
+        bind(3, 2, 1, Some((1, 0, 1))),
+    ];
+    assert!(fences(&h, &seq).is_empty(), "in order: fine");
+    seq.push(applied(4, g(1) + 2, 7));
+    assert_eq!(
+        fences(&h, &seq).len(),
+        1,
+        "a fenced generation's write after its fence"
+    );
+    // A newer generation's Bind closes the older ones of its own session.
+    let seq = vec![bind(1, 1, 1, None), bind(2, 1, 2, None), applied(3, g(1) + 1, 7)];
+    assert_eq!(
+        fences(&h, &seq).len(),
+        1,
+        "an older generation's write after a Bind"
+    );
+    // A write its node reported not applied must not be there.
+    let mut h = History::default();
+    let mut w = write(g(1) + 1, 7, None);
+    w.failed = true;
+    h.writes.push(w);
+    let seq = vec![bind(1, 1, 1, None), applied(2, g(1) + 1, 7)];
+    let found = fences(&h, &seq);
+    assert!(
+        found.len() == 1 && found[0].detail.contains("reported not applied"),
+        "{found:?}"
+    );
 }
