@@ -8,7 +8,8 @@ budget=${1:-600}
 shift $(( $# > 0 ? 1 : 0 ))
 cargo build --release -q -p rzab
 mixes=("drop=0.05,dup=0.01,reorder=0.1,partition" "drop=0.3,dup=0.2,reorder=0.3" "partition"
-       "drop=0.5,partition" "dup=0.5,reorder=0.5")
+       "drop=0.5,partition" "dup=0.5,reorder=0.5" "drop=0.05,dup=0.01,reorder=0.1,partition,crash"
+       "drop=0.05,dup=0.01,reorder=0.1,partition,crash,move" "drop=0.2,dup=0.05,reorder=0.3,move")
 base=${SEED_BASE:-1000000}
 step=2000
 start=$(date +%s)
