@@ -198,6 +198,8 @@ impl SimHost {
         }
         self.seqs.record(e.origin, e.lane, e.session, e.seq, e.zxid);
         let fence = rzab_proto::fence_of(e.op, &e.value);
+        // What the fenced session had applied here before the raise.
+        let fenced_applied = fence.map(|f| self.seqs.get(f.node, e.lane, f.session));
         if let Some(f) = fence {
             let end = rzab_wire::gen_end(f.generation);
             self.seqs.record(f.node, e.lane, f.session, end, e.zxid);
@@ -222,15 +224,17 @@ impl SimHost {
         if rec.origin == self.node && !early {
             self.complete(rec.lane, rec.session, rec.seq, rec.zxid);
         }
-        if let Some(f) = fence.filter(|f| f.node == self.node) {
-            self.fenced(rec.lane, f.session, f.generation);
+        if let (Some(f), Some(applied)) = (fence.filter(|f| f.node == self.node), fenced_applied) {
+            self.fenced(rec.lane, f.session, f.generation, applied);
         }
     }
 
     /// A `Bind` applied here fenced off generation `generation` of a
-    /// session of this node: its write of that generation not applied by
-    /// now never will be, and the session binds anew.
-    fn fenced(&mut self, lane: u8, session: u32, generation: u64) {
+    /// session of this node, which had applied up to seq `applied`: its
+    /// write of that generation not applied by now never will be (one the
+    /// node took in a snapshot was, its id unknown), and the session binds
+    /// anew.
+    fn fenced(&mut self, lane: u8, session: u32, generation: u64, applied: u64) {
         let Some(s) = self
             .lanes
             .get_mut(lane as usize)
@@ -240,7 +244,11 @@ impl SimHost {
         };
         if let Some(p) = s.pending.filter(|p| seq_gen(p.seq) <= generation) {
             s.pending = None;
-            self.failed.push(p.idx);
+            if p.seq <= applied {
+                self.resolved.push(p.idx);
+            } else {
+                self.failed.push(p.idx);
+            }
         }
         if seq_gen(s.seq) <= generation {
             s.must_bind = true;

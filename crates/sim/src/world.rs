@@ -475,6 +475,8 @@ impl<'c> World<'c> {
         let failed = std::mem::take(&mut node.host.failed);
         for &w in &failed {
             self.hist.writes[w].failed = true;
+            let r = &self.hist.writes[w];
+            self.trace(|| format!("node {n}: {:?} write {:#x} refused by a fence", r.session, r.seq));
         }
         if !failed.is_empty() {
             for l in 0..self.shape.lanes {
