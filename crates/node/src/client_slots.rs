@@ -147,11 +147,24 @@ impl ClientSlots {
                     }
                     Submitted::Retry => return accepted,
                     Submitted::Stale => {
-                        // Only this write: the ones after it may be a new
-                        // connection's Bind and writes.
-                        if let Some(p) = s.inflight.remove(s.sent) {
-                            self.unsent -= 1;
-                            (p.write.done)(Err(STRANDED.into()));
+                        // A fence or a newer generation closed this one: it
+                        // and its connection's writes after it fail (they
+                        // would leave a gap for ever if the fence were lost
+                        // with this leadership); a new connection's Bind
+                        // after them goes on.
+                        let generation = seq_gen(p.seq);
+                        while s
+                            .inflight
+                            .get(s.sent)
+                            .is_some_and(|q| seq_gen(q.seq) == generation)
+                        {
+                            if let Some(q) = s.inflight.remove(s.sent) {
+                                self.unsent -= 1;
+                                (q.write.done)(Err(STRANDED.into()));
+                            }
+                        }
+                        if seq_gen(s.seq) == generation {
+                            s.dead = true;
                         }
                     }
                     Submitted::Refused(why) => {
@@ -189,7 +202,7 @@ impl ClientSlots {
         }
         let p = self.pop_front(i)?;
         (p.write.done)(Ok(done));
-        self.unsent += fill(&mut self.slots[i], self.depth, now);
+        self.refill(i, now);
         Some(now.0.saturating_sub(p.issued_at.0).max(1))
     }
 
@@ -211,7 +224,7 @@ impl ClientSlots {
         if seq_gen(s.seq) == generation {
             s.dead = true;
         }
-        self.unsent += fill(s, self.depth, now);
+        self.refill(i, now);
     }
 
     fn pop_front(&mut self, i: usize) -> Option<Pending> {
@@ -245,6 +258,19 @@ impl ClientSlots {
     /// this node has applied. Writes in flight found applied complete
     /// (their effect unknown); an idle slot's seq moves past it.
     pub fn reconcile(&mut self, now: Time, last: impl Fn(u32) -> Option<(u64, Zxid)>) -> usize {
+        let completed = self.settle(now, last);
+        self.ready = true;
+        for s in &mut self.slots {
+            self.unsent += fill(s, self.depth, now);
+        }
+        completed
+    }
+
+    /// The lanes apply again after the control plane installed a snapshot
+    /// or history (`last` as for [`ClientSlots::reconcile`]): writes in
+    /// flight it covered are settled first, so that a later Bind or fence
+    /// applied by the lane does not call an applied write 'not applied'.
+    pub fn settle(&mut self, now: Time, last: impl Fn(u32) -> Option<(u64, Zxid)>) -> usize {
         let mut completed = 0;
         for i in 0..self.slots.len() {
             let session = self.base + i as u32;
@@ -282,11 +308,14 @@ impl ClientSlots {
                 s.seq = s.seq.max(seq);
             }
         }
-        self.ready = true;
-        for s in &mut self.slots {
-            self.unsent += fill(s, self.depth, now);
-        }
         completed
+    }
+
+    /// Numbers slot `i`'s waiting writes, once the slots know their seqs.
+    fn refill(&mut self, i: usize, now: Time) {
+        if self.ready {
+            self.unsent += fill(&mut self.slots[i], self.depth, now);
+        }
     }
 }
 
@@ -449,6 +478,40 @@ mod tests {
         assert_eq!(seen, [Op::KeyedPut, Op::Bind]);
         let log = log.lock().expect("log");
         assert!(log.len() == 1 && log[0].as_ref().is_err_and(|e| e.starts_with("not applied")));
+        assert!(c.consistent());
+    }
+
+    #[test]
+    fn writes_a_snapshot_covered_settle_before_a_fence_applies() {
+        let log = Log::default();
+        let mut c = ClientSlots::new(0, 1, 8, true);
+        c.take(bind(0, &log), Time(0));
+        c.take(write(0, &log), Time(0));
+        c.take(write(0, &log), Time(0));
+        assert_eq!(offered(&mut c).len(), 3);
+        assert!(c.complete(0, gen_start(1), done(1), Time(1)).is_some());
+        // The node falls behind and installs a snapshot holding the first
+        // write; then the lane applies a fence of generation 1.
+        c.unsubmit();
+        let last = gen_start(1) + 1;
+        assert_eq!(c.settle(Time(2), |_| Some((last, Zxid(7)))), 1);
+        c.fence(0, 1, Time(3));
+        let results: Vec<Result<_, String>> = log
+            .lock()
+            .expect("log")
+            .iter()
+            .map(|r| r.clone().map(|d| d.outcome))
+            .collect();
+        assert_eq!(results.len(), 3);
+        assert_eq!(
+            results[1],
+            Ok(None),
+            "applied in the snapshot: done, effect unknown"
+        );
+        assert!(
+            results[2].as_ref().is_err_and(|e| e.contains("moved")),
+            "{results:?}"
+        );
         assert!(c.consistent());
     }
 

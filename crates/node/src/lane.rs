@@ -312,11 +312,14 @@ impl<T: Transport> LaneWorker<T> {
                     self.hold = hold;
                     if serving {
                         self.serve();
+                    } else {
+                        self.settle_clients(now);
                     }
                     None
                 }
                 LaneCmd::Resume => {
                     self.hold = false;
+                    self.settle_clients(now);
                     None
                 }
                 LaneCmd::Serve => {
@@ -391,6 +394,17 @@ impl<T: Transport> LaneWorker<T> {
             self.clients
                 .reconcile(now, |session| records.seqs.last(me, session));
         }
+    }
+
+    /// Client writes in flight that the control plane's install covered
+    /// are settled before the lane applies again.
+    fn settle_clients(&mut self, now: Time) {
+        if self.clients.is_empty() {
+            return;
+        }
+        let me = self.node.id;
+        let records = self.node.records(self.lane as usize);
+        self.clients.settle(now, |session| records.seqs.last(me, session));
     }
 
     /// Takes the client gateway's writes and submits client writes that

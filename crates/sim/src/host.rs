@@ -41,6 +41,9 @@ pub struct Session {
     /// The next write is a `Bind` fencing this binding: a session that
     /// moved here from another node.
     pub fence_next: Option<Fence>,
+    /// The generation of the session's last Bind applied here (what a
+    /// client learns from its Welcome, and may name in a fence).
+    pub bound: u64,
 }
 
 pub struct LaneSlot {
@@ -112,6 +115,7 @@ impl SimHost {
                         // move, as the gateway's do).
                         must_bind: inc > 0 || cfg.faults.moves,
                         fence_next: None,
+                        bound: 0,
                     })
                     .collect(),
                 turn_at: None,
@@ -268,6 +272,9 @@ impl SimHost {
         if let Some(p) = s.pending
             && p.seq == seq
         {
+            if p.op == Op::Bind {
+                s.bound = seq_gen(seq);
+            }
             s.pending = None;
             s.ready_at = Time::NEVER;
             self.completed.push((lane, session, p.idx, zxid));

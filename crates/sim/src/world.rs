@@ -636,7 +636,8 @@ impl<'c> World<'c> {
             return;
         }
         let s = &mut self.nodes[n as usize].host.lanes[l as usize].sessions[i];
-        let generation = seq_gen(s.seq);
+        // The client names the binding its last Welcome gave it.
+        let generation = s.bound;
         if !keep_open {
             if let Some(p) = s.pending.take() {
                 self.hist.writes[p.idx].abandoned = true;
