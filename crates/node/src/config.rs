@@ -381,7 +381,7 @@ impl RunConfig {
             self.workload
                 .value_size
                 .max(c.item_size())
-                .max(rzab_wire::FENCE_LEN)
+                .max(rzab_wire::BIND_FENCE_LEN)
         } else {
             self.workload.value_size
         }

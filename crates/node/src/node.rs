@@ -73,14 +73,14 @@ impl History {
     }
 }
 
-/// The last applied write (seq, id) of each session of one lane, in a
-/// flat table indexed by (origin, session): the apply path's update is a
-/// store, not a map insert.
+/// The last applied write (seq, id) of each session of one lane, and the
+/// owner of its binding, in a flat table indexed by (origin, session): the
+/// apply path's update is a store, not a map insert.
 #[derive(Debug)]
 pub struct LaneSeqs {
     lane: u8,
     sessions: u32,
-    slots: Vec<(u64, Zxid)>,
+    slots: Vec<(u64, Zxid, u64)>,
 }
 
 impl LaneSeqs {
@@ -88,11 +88,11 @@ impl LaneSeqs {
         LaneSeqs {
             lane,
             sessions,
-            slots: vec![(0, Zxid::ZERO); nodes * sessions as usize],
+            slots: vec![(0, Zxid::ZERO, 0); nodes * sessions as usize],
         }
     }
 
-    fn slot(&mut self, origin: NodeId, session: u32) -> Option<&mut (u64, Zxid)> {
+    fn slot(&mut self, origin: NodeId, session: u32) -> Option<&mut (u64, Zxid, u64)> {
         if session >= self.sessions {
             return None;
         }
@@ -107,7 +107,16 @@ impl LaneSeqs {
         if let Some(s) = self.slot(origin, session)
             && seq >= s.0
         {
-            *s = (seq, zxid);
+            (s.0, s.1) = (seq, zxid);
+        }
+    }
+
+    /// The session's Bind `seq` of `owner` was applied (after `record`).
+    pub fn bound(&mut self, origin: NodeId, session: u32, seq: u64, owner: u64) {
+        if let Some(s) = self.slot(origin, session)
+            && seq >= s.0
+        {
+            s.2 = owner;
         }
     }
 
@@ -116,37 +125,40 @@ impl LaneSeqs {
         let i = origin as usize * self.sessions as usize + session as usize;
         self.slots
             .get(i)
-            .copied()
             .filter(|s| s.0 > 0 && session < self.sessions)
+            .map(|s| (s.0, s.1))
     }
 
-    /// Every session with a write applied, as (origin, session, seq).
-    pub fn iter(&self) -> impl Iterator<Item = (NodeId, u32, u64)> + '_ {
+    /// Every session with a write applied, as (origin, session, seq,
+    /// owner of its binding).
+    pub fn iter(&self) -> impl Iterator<Item = (NodeId, u32, u64, u64)> + '_ {
         let n = self.sessions.max(1) as usize;
         self.slots
             .iter()
             .enumerate()
             .filter(|(_, s)| s.0 > 0)
-            .map(move |(i, s)| ((i / n) as NodeId, (i % n) as u32, s.0))
+            .map(move |(i, s)| ((i / n) as NodeId, (i % n) as u32, s.0, s.2))
     }
 
     pub fn items(&self) -> Vec<SessionItem> {
         self.iter()
-            .map(|(origin, session, seq)| SessionItem {
+            .map(|(origin, session, seq, owner)| SessionItem {
                 origin,
                 lane: self.lane,
                 session,
                 seq,
+                owner,
             })
             .collect()
     }
 
     /// Replaces the table with a snapshot's (taken at `base`).
     pub fn load(&mut self, items: &[SessionItem], base: Zxid) {
-        self.slots.iter_mut().for_each(|s| *s = (0, Zxid::ZERO));
+        self.slots.iter_mut().for_each(|s| *s = (0, Zxid::ZERO, 0));
         let lane = self.lane;
         for i in items.iter().filter(|i| i.lane == lane) {
             self.record(i.origin, i.session, i.seq, base);
+            self.bound(i.origin, i.session, i.seq, i.owner);
         }
     }
 }
@@ -419,10 +431,14 @@ impl NodeShared {
         }
         let r = records;
         r.seqs.record(a.origin, a.session, a.seq, a.zxid);
-        if let Some(f) = rzab_proto::fence_of(a.op, a.value) {
-            // What a new leader loads: the fenced generation stays closed.
-            r.seqs
-                .record(f.node, f.session, rzab_wire::gen_end(f.generation), a.zxid);
+        if let Some(b) = rzab_proto::bind_of(a.op, a.value) {
+            // What a new leader loads: the binding's owner, and the fenced
+            // generation closed.
+            r.seqs.bound(a.origin, a.session, a.seq, b.owner);
+            if let Some(f) = b.fence {
+                r.seqs
+                    .record(f.node, f.session, rzab_wire::gen_end(f.generation), a.zxid);
+            }
         }
         r.history.push_with(|e| {
             e.zxid = a.zxid;

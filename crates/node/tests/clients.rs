@@ -552,13 +552,16 @@ fn a_session_that_moves_fences_off_its_old_connection() {
         })
     ));
     // A fence naming a generation its slot has not reached (a client from
-    // before a cluster restart, or a forged one) is ignored: the live
-    // connection it names writes on.
+    // before a cluster restart), and one naming the live binding from
+    // another client session, are ignored: the connection they name
+    // writes on.
     let ahead = Binding {
         generation: b2.generation + 5,
         ..b2
     };
-    let (_third, _, _, _) = raw_session(addrs[0], 0, Some(ahead));
+    let (_third, _, _, _) = raw_session(addrs[0], session, Some(ahead));
+    let (_fourth, stranger, _, _) = raw_session(addrs[0], 0, Some(b2));
+    assert_ne!(stranger, session);
     out.clear();
     Request::Put {
         key: b"k",

@@ -176,10 +176,11 @@ impl HistoryLog {
 
 /// The last applied write of each session, keyed by (origin, lane,
 /// session): its seq and id (the id is the snapshot's base when the entry
-/// came from a snapshot, which carries only seqs).
+/// came from a snapshot, which carries only seqs), and the owner of its
+/// binding.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SessionSeqs {
-    seqs: std::collections::BTreeMap<(NodeId, u8, u32), (u64, Zxid)>,
+    seqs: std::collections::BTreeMap<(NodeId, u8, u32), (u64, Zxid, u64)>,
 }
 
 impl SessionSeqs {
@@ -189,9 +190,18 @@ impl SessionSeqs {
         let e = self
             .seqs
             .entry((origin, lane, session))
-            .or_insert((0, Zxid::ZERO));
+            .or_insert((0, Zxid::ZERO, 0));
         if seq >= e.0 {
-            *e = (seq, zxid);
+            (e.0, e.1) = (seq, zxid);
+        }
+    }
+
+    /// The session's Bind `seq` of `owner` was applied (after `record`).
+    pub fn bound(&mut self, origin: NodeId, lane: u8, session: u32, seq: u64, owner: u64) {
+        if let Some(e) = self.seqs.get_mut(&(origin, lane, session))
+            && seq >= e.0
+        {
+            e.2 = owner;
         }
     }
 
@@ -201,17 +211,18 @@ impl SessionSeqs {
 
     /// The session's last applied write: (seq, id).
     pub fn last(&self, origin: NodeId, lane: u8, session: u32) -> Option<(u64, Zxid)> {
-        self.seqs.get(&(origin, lane, session)).copied()
+        self.seqs.get(&(origin, lane, session)).map(|e| (e.0, e.1))
     }
 
     pub fn items(&self) -> Vec<SessionItem> {
         self.seqs
             .iter()
-            .map(|(&(origin, lane, session), &(seq, _))| SessionItem {
+            .map(|(&(origin, lane, session), &(seq, _, owner))| SessionItem {
                 origin,
                 lane,
                 session,
                 seq,
+                owner,
             })
             .collect()
     }
@@ -220,16 +231,16 @@ impl SessionSeqs {
     pub fn load(&mut self, items: &[SessionItem], base: Zxid) {
         self.seqs = items
             .iter()
-            .map(|s| ((s.origin, s.lane, s.session), (s.seq, base)))
+            .map(|s| ((s.origin, s.lane, s.session), (s.seq, base, s.owner)))
             .collect();
     }
 
-    /// The sessions of one lane, as (origin, session, seq).
-    pub fn of_lane(&self, lane: u8) -> impl Iterator<Item = (NodeId, u32, u64)> + '_ {
+    /// The sessions of one lane, as (origin, session, seq, owner).
+    pub fn of_lane(&self, lane: u8) -> impl Iterator<Item = (NodeId, u32, u64, u64)> + '_ {
         self.seqs
             .iter()
             .filter(move |(k, _)| k.1 == lane)
-            .map(|(&(o, _, s), &(q, _))| (o, s, q))
+            .map(|(&(o, _, s), &(q, _, w))| (o, s, q, w))
     }
 }
 
@@ -299,6 +310,7 @@ mod tests {
         let mut s = SessionSeqs::default();
         s.record(1, 0, 3, 9, z(1));
         s.record(2, 1, 0, 4, z(2));
+        s.bound(2, 1, 0, 4, 77);
         s.record(1, 0, 3, 10, z(3));
         s.record(1, 0, 3, 8, z(4)); // older (replayed after a fuzzy snapshot)
         assert_eq!(s.last(1, 0, 3), Some((10, z(3))));
@@ -307,6 +319,15 @@ mod tests {
         t.load(&s.items(), z(7));
         assert_eq!(t.items(), s.items());
         assert_eq!(t.last(1, 0, 3), Some((10, z(7))), "a snapshot's ids are its base");
-        assert_eq!(s.of_lane(1).collect::<Vec<_>>(), vec![(2, 0, 4)]);
+        assert_eq!(
+            s.of_lane(1).collect::<Vec<_>>(),
+            vec![(2, 0, 4, 77)],
+            "with the owner"
+        );
+        assert_eq!(
+            t.of_lane(1).collect::<Vec<_>>(),
+            vec![(2, 0, 4, 77)],
+            "through a snapshot"
+        );
     }
 }

@@ -217,9 +217,9 @@ impl LeaderLane {
 
     /// Seeds the duplicate check with each session's last applied write (a
     /// new leader must not sequence a write the old one already did).
-    pub fn load_sessions(&mut self, seqs: impl Iterator<Item = (NodeId, u32, u64)>) {
-        for (origin, session, seq) in seqs {
-            self.sessions.set(origin, session, seq);
+    pub fn load_sessions(&mut self, seqs: impl Iterator<Item = (NodeId, u32, u64, u64)>) {
+        for (origin, session, seq, owner) in seqs {
+            self.sessions.set(origin, session, seq, owner);
         }
     }
 
@@ -358,8 +358,9 @@ impl LeaderLane {
             });
         }
         let bind = w.op == rzab_wire::Op::Bind;
-        // What the log holds, every replica decodes: never a bad fence.
-        if bind && rzab_wire::Fence::decode(w.value).is_err() {
+        // What the log holds, every replica decodes: never a bad Bind.
+        let bind_value = crate::sessions::bind_of(w.op, w.value);
+        if bind && bind_value.is_none() {
             self.stats.rejected_entries += 1;
             return Err(SubmitError::BadBind);
         }
@@ -393,13 +394,17 @@ impl LeaderLane {
             op: w.op,
             len: w.value.len() as u16,
         };
-        // A fence the order has not reached is sequenced as a plain Bind:
-        // every replica applies what is stored, so all drop it alike.
-        let named = crate::sessions::fence_of(w.op, w.value);
-        let fence = named.filter(|f| self.sessions.can_fence(f));
+        // A fence the order has not reached, or of another owner, is
+        // sequenced as a plain Bind: every replica applies what is stored,
+        // so all drop it alike.
+        let owner = bind_value.map_or(0, |b| b.owner);
+        let named = bind_value.and_then(|b| b.fence);
+        let fence = named.filter(|f| self.sessions.can_fence(f, owner));
+        let plain;
         let value = if named.is_some() && fence.is_none() {
             self.stats.stale_fences += 1;
-            &[][..]
+            plain = rzab_wire::BindValue { owner, fence: None }.to_vec();
+            &plain[..]
         } else {
             w.value
         };
@@ -412,6 +417,9 @@ impl LeaderLane {
         self.end += 1;
         if check == Some(SeqCheck::Next) {
             self.sessions.record(origin, w.session, w.seq);
+            if bind {
+                self.sessions.bound(origin, w.session, owner);
+            }
             // From here on in the order, the fenced binding's writes are
             // duplicates.
             if let Some(f) = fence

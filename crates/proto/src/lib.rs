@@ -62,7 +62,7 @@ pub use nodeset::{MAX_NODES, NodeSet};
 pub use role::{Role, Submitted};
 pub use rtt::Rtt;
 pub use sequencer::{EpochExhausted, Sequencer};
-pub use sessions::{SeqCheck, SessionTable, fence_of};
+pub use sessions::{SeqCheck, SessionTable, bind_of, fence_of};
 pub use stats::LaneStats;
 pub use time::{Span, Time};
 pub use transmit::{Dest, Transmit};

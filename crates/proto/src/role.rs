@@ -28,7 +28,7 @@ impl Role {
     pub fn starting(
         cfg: crate::LaneConfig,
         start: &crate::LaneStart,
-        sessions: impl Iterator<Item = (rzab_wire::NodeId, u32, u64)>,
+        sessions: impl Iterator<Item = (rzab_wire::NodeId, u32, u64, u64)>,
     ) -> Result<Role, crate::ConfigError> {
         if start.leader == cfg.node {
             let mut l = LeaderLane::new(cfg)?;

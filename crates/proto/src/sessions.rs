@@ -2,7 +2,7 @@
 //! write retransmitted by a follower is given an id exactly once.
 
 use crate::MAX_NODES;
-use rzab_wire::{Fence, NodeId, Op, gen_end, gen_start, seq_gen};
+use rzab_wire::{BindValue, Fence, NodeId, Op, gen_end, gen_start, seq_gen};
 
 /// How a write's session counter relates to the last one sequenced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,6 +21,8 @@ pub struct SessionTable {
     max_sessions: u32,
     /// `last[origin * max_sessions + session]`: the last seq sequenced (0 = none).
     last: Vec<u64>,
+    /// The client session that owns each session's binding (0: none).
+    owner: Vec<u64>,
 }
 
 impl SessionTable {
@@ -28,6 +30,7 @@ impl SessionTable {
         SessionTable {
             max_sessions,
             last: vec![0; MAX_NODES * max_sessions as usize],
+            owner: vec![0; MAX_NODES * max_sessions as usize],
         }
     }
 
@@ -57,10 +60,19 @@ impl SessionTable {
         })
     }
 
-    /// Sets a session's last sequenced write (loading recovered state).
-    pub fn set(&mut self, origin: NodeId, session: u32, seq: u64) {
+    /// Sets a session's last sequenced write and its binding's owner
+    /// (loading recovered state).
+    pub fn set(&mut self, origin: NodeId, session: u32, seq: u64, owner: u64) {
         if let Some(i) = self.index(origin, session) {
             self.last[i] = seq;
+            self.owner[i] = owner;
+        }
+    }
+
+    /// A `Bind` of `owner` was sequenced for the session.
+    pub fn bound(&mut self, origin: NodeId, session: u32, owner: u64) {
+        if let Some(i) = self.index(origin, session) {
+            self.owner[i] = owner;
         }
     }
 
@@ -71,12 +83,15 @@ impl SessionTable {
         }
     }
 
-    /// Whether `f` names a binding the order has reached: a generation of a
-    /// known session, not one beyond its last sequenced write (a stale or
-    /// forged fence must not wedge a session that is still to bind it).
-    pub fn can_fence(&self, f: &Fence) -> bool {
-        self.index(f.node, f.session)
-            .is_some_and(|i| f.generation >= 1 && f.generation <= seq_gen(self.last[i]))
+    /// Whether a Bind of `owner` may fence `f`: a binding the order has
+    /// reached (a generation of a known session, not beyond its last
+    /// sequenced write: a stale fence must not wedge a session still to
+    /// bind it), owned by the same client session (one client cannot fence
+    /// another's).
+    pub fn can_fence(&self, f: &Fence, owner: u64) -> bool {
+        self.index(f.node, f.session).is_some_and(|i| {
+            f.generation >= 1 && f.generation <= seq_gen(self.last[i]) && owner != 0 && self.owner[i] == owner
+        })
     }
 
     /// A `Bind` fenced off generation `f.generation` of another binding:
@@ -88,13 +103,18 @@ impl SessionTable {
     }
 }
 
-/// The fence a write carries: only a `Bind` may, and a malformed value
-/// (which decoding refuses) carries none.
-pub fn fence_of(op: Op, value: &[u8]) -> Option<Fence> {
+/// A `Bind`'s value; `None` for other ops, or a malformed value (which
+/// decoding refuses before it gets here).
+pub fn bind_of(op: Op, value: &[u8]) -> Option<BindValue> {
     if op != Op::Bind {
         return None;
     }
-    Fence::decode(value).ok().flatten()
+    BindValue::decode(value).ok()
+}
+
+/// The fence a write carries: only a `Bind` may.
+pub fn fence_of(op: Op, value: &[u8]) -> Option<Fence> {
+    bind_of(op, value).and_then(|b| b.fence)
 }
 
 #[cfg(test)]
@@ -215,24 +235,35 @@ mod tests {
     fn only_a_binding_the_order_reached_can_be_fenced() {
         let mut t = SessionTable::new(4);
         t.record(1, 2, gen_start(3));
+        t.bound(1, 2, 55);
         let f = |generation| Fence {
             node: 1,
             session: 2,
             generation,
         };
-        assert!(t.can_fence(&f(3)) && t.can_fence(&f(1)));
+        assert!(t.can_fence(&f(3), 55) && t.can_fence(&f(1), 55));
+        assert!(!t.can_fence(&f(3), 56), "another client session's binding");
+        assert!(!t.can_fence(&f(3), 0), "no owner");
         assert!(
-            !t.can_fence(&f(4)),
+            !t.can_fence(&f(4), 55),
             "not bound yet: a stale or forged fence would wedge it"
         );
-        assert!(!t.can_fence(&f(0)), "generation 0 is the built-in sessions'");
+        assert!(!t.can_fence(&f(0), 55), "generation 0 is the built-in sessions'");
         assert!(
-            !t.can_fence(&Fence {
-                node: 1,
-                session: 9,
-                generation: 1
-            }),
+            !t.can_fence(
+                &Fence {
+                    node: 1,
+                    session: 9,
+                    generation: 1
+                },
+                55
+            ),
             "out of range"
+        );
+        t.set(1, 3, gen_start(2) + 4, 66);
+        assert!(
+            t.can_fence(&Fence { session: 3, ..f(2) }, 66),
+            "loaded with its owner"
         );
     }
 }

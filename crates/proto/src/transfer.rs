@@ -342,6 +342,7 @@ mod tests {
                 lane: 1,
                 session: 3,
                 seq: 4,
+                owner: 5,
             }],
             tail: vec![entry(9)],
         });

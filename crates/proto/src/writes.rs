@@ -134,7 +134,7 @@ impl PendingWrites {
             });
         }
         // The leader would refuse the whole datagram that carried it.
-        if w.op == Op::Bind && rzab_wire::Fence::decode(w.value).is_err() {
+        if w.op == Op::Bind && rzab_wire::BindValue::decode(w.value).is_err() {
             return Err(QueueError::BadBind);
         }
         if self.by_id.contains_key(&(w.session, w.seq)) {

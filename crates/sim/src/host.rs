@@ -10,7 +10,7 @@ use rzab_proto::{
     HistoryLog, Host, LaneStart, NodeId, Op, OwnedEntry, OwnedItem, PlantedBug, Role, Sequencer, SessionSeqs,
     Snapshot, Submitted, Time, Zxid,
 };
-use rzab_wire::{Fence, GEN_COUNTER_MAX, WriteEntry, seq_gen};
+use rzab_wire::{BindValue, Fence, GEN_COUNTER_MAX, WriteEntry, seq_gen};
 
 /// A session's outstanding write.
 #[derive(Clone, Copy, Debug)]
@@ -21,8 +21,8 @@ pub struct PendingWrite {
     pub key: u64,
     pub op: Op,
     pub tag: u64,
-    /// A `Bind`'s fence.
-    pub fence: Option<Fence>,
+    /// A `Bind`'s value: its owner and fence.
+    pub bind: Option<BindValue>,
     /// The current lanes have it (false: submit it, again after an epoch change).
     pub submitted: bool,
 }
@@ -42,8 +42,13 @@ pub struct Session {
     /// moved here from another node.
     pub fence_next: Option<Fence>,
     /// The generation of the session's last Bind applied here (what a
-    /// client learns from its Welcome, and may name in a fence).
+    /// client learns from its Welcome, and may name in a fence), and that
+    /// Bind's owner.
     pub bound: u64,
+    pub bound_owner: u64,
+    /// The client session its Binds are owned by (a session that moved in
+    /// takes the moving client's).
+    pub owner: u64,
 }
 
 pub struct LaneSlot {
@@ -116,6 +121,8 @@ impl SimHost {
                         must_bind: inc > 0 || cfg.faults.moves,
                         fence_next: None,
                         bound: 0,
+                        bound_owner: 0,
+                        owner: 1 + ((node as u64) << 40 | (l as u64) << 32 | (inc as u64) << 16 | i as u64),
                     })
                     .collect(),
                 turn_at: None,
@@ -201,7 +208,11 @@ impl SimHost {
             *slot = (e.zxid.0, tag);
         }
         self.seqs.record(e.origin, e.lane, e.session, e.seq, e.zxid);
-        let fence = rzab_proto::fence_of(e.op, &e.value);
+        let bind = rzab_proto::bind_of(e.op, &e.value);
+        if let Some(b) = bind {
+            self.seqs.bound(e.origin, e.lane, e.session, e.seq, b.owner);
+        }
+        let fence = bind.and_then(|b| b.fence);
         // What the fenced session had applied here before the raise.
         let fenced_applied = fence.map(|f| self.seqs.get(f.node, e.lane, f.session));
         if let Some(f) = fence {
@@ -272,8 +283,9 @@ impl SimHost {
         if let Some(p) = s.pending
             && p.seq == seq
         {
-            if p.op == Op::Bind {
+            if let Some(b) = p.bind {
                 s.bound = seq_gen(seq);
+                s.bound_owner = b.owner;
             }
             s.pending = None;
             s.ready_at = Time::NEVER;
@@ -292,15 +304,15 @@ impl SimHost {
             return;
         }
         let value = p.tag.to_le_bytes();
-        let fence = p.fence.map(|f| f.encode());
+        let bind = p.bind.map(|b| b.to_vec()).unwrap_or_default();
         let entry = WriteEntry {
             session: i as u32,
             seq: p.seq,
             key: p.key,
             op: p.op,
-            value: match (p.op, &fence) {
-                (Op::Delete, _) | (Op::Bind, None) => &[],
-                (Op::Bind, Some(f)) => &f[..],
+            value: match p.op {
+                Op::Delete => &[],
+                Op::Bind => &bind[..],
                 _ => &value[..VALUE_SIZE],
             },
         };

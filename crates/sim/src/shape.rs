@@ -85,7 +85,7 @@ impl Shape {
         c.epoch = epoch;
         c.mtu = self.mtu;
         // A Bind carries a fence.
-        c.value_max = VALUE_SIZE.max(rzab_wire::FENCE_LEN);
+        c.value_max = VALUE_SIZE.max(rzab_wire::BIND_FENCE_LEN);
         c.broadcast = self.broadcast;
         c.prepare_credits = self.prepare_credits;
         c.commit_credits = self.commit_credits;

@@ -12,7 +12,7 @@ use crate::shape::Shape;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 use rzab_proto::{Control, Dest, Host, LaneStart, NodeId, NodeSet, Op, PlantedBug, Role, Span, Time, Zxid};
-use rzab_wire::{CONTROL_LANE, Fence, decode, gen_start, seq_gen};
+use rzab_wire::{BindValue, CONTROL_LANE, Fence, decode, gen_start, seq_gen};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
@@ -567,7 +567,7 @@ impl<'c> World<'c> {
             key,
             op,
             tag,
-            fence: None,
+            bind: None,
             submitted: false,
         });
         let id = s.id;
@@ -594,7 +594,10 @@ impl<'c> World<'c> {
             return;
         };
         s.must_bind = false;
-        let fence = s.fence_next.take();
+        let bind = BindValue {
+            owner: s.owner,
+            fence: s.fence_next.take(),
+        };
         s.seq = gen_start(generation);
         let idx = self.hist.writes.len();
         s.pending = Some(PendingWrite {
@@ -603,7 +606,7 @@ impl<'c> World<'c> {
             key: 0,
             op: Op::Bind,
             tag: 0,
-            fence,
+            bind: Some(bind),
             submitted: false,
         });
         let id = s.id;
@@ -637,7 +640,7 @@ impl<'c> World<'c> {
         }
         let s = &mut self.nodes[n as usize].host.lanes[l as usize].sessions[i];
         // The client names the binding its last Welcome gave it.
-        let generation = s.bound;
+        let (generation, owner) = (s.bound, s.bound_owner);
         if !keep_open {
             if let Some(p) = s.pending.take() {
                 self.hist.writes[p.idx].abandoned = true;
@@ -649,7 +652,10 @@ impl<'c> World<'c> {
             format!("session {n}/{l}/{i} moves to node {to} (generation {generation}, kept open {keep_open})")
         });
         if generation >= 1 {
-            self.nodes[to as usize].host.lanes[l as usize].sessions[i].fence_next = Some(Fence {
+            // The client moves in: its Binds there are its own.
+            let s = &mut self.nodes[to as usize].host.lanes[l as usize].sessions[i];
+            s.owner = owner;
+            s.fence_next = Some(Fence {
                 node: n,
                 session: i as u32,
                 generation,

@@ -90,6 +90,8 @@ pub struct SessionItem {
     pub lane: u8,
     pub session: u32,
     pub seq: u64,
+    /// The client session that owns the session's binding (0: none).
+    pub owner: u64,
 }
 
 /// A decoded control message.
@@ -120,7 +122,7 @@ pub(crate) const ITEM_SESSION: u8 = 3;
 /// Fixed bytes of each item before its value (kind byte included).
 pub const HISTORY_ITEM_FIXED: usize = 1 + 8 + 1 + 1 + 1 + 4 + 8 + 8 + 2;
 pub const SNAPSHOT_ITEM_FIXED: usize = 1 + 8 + 8 + 2;
-pub const SESSION_ITEM_LEN: usize = 1 + 1 + 1 + 4 + 8;
+pub const SESSION_ITEM_LEN: usize = 1 + 1 + 1 + 4 + 8 + 8;
 
 pub(crate) fn parse_item<'a>(r: &mut Reader<'a>) -> Result<Item<'a>, DecodeError> {
     match r.u8()? {
@@ -138,7 +140,7 @@ pub(crate) fn parse_item<'a>(r: &mut Reader<'a>) -> Result<Item<'a>, DecodeError
             }
             let value = r.bytes(len)?;
             if op == Op::Bind {
-                crate::Fence::decode(value)?;
+                crate::BindValue::decode(value)?;
             }
             Ok(Item::History(HistoryItem {
                 zxid,
@@ -166,6 +168,7 @@ pub(crate) fn parse_item<'a>(r: &mut Reader<'a>) -> Result<Item<'a>, DecodeError
             lane: r.u8()?,
             session: r.u32()?,
             seq: r.u64()?,
+            owner: r.u64()?,
         })),
         other => Err(DecodeError::BadItem(other)),
     }

@@ -21,8 +21,8 @@ pub enum DecodeError {
     BadOp(u8),
     #[error("delete carries a {0}-byte value")]
     DeleteWithValue(usize),
-    #[error("a bind's value is {0} bytes: neither empty nor a fence")]
-    BadFence(usize),
+    #[error("a bind's value is {0} bytes: neither an owner nor an owner and a fence")]
+    BadBind(usize),
     #[error("a fence names generation {0}, outside 1..=2^32-1")]
     FenceGeneration(u64),
     #[error("empty lid range")]

@@ -180,6 +180,7 @@ impl<'b> Encoder<'b> {
                 self.put_bytes(&[crate::control::ITEM_SESSION, s.origin, s.lane]);
                 self.put_u32(s.session);
                 self.put_u64(s.seq);
+                self.put_u64(s.owner);
             }
         }
         self.count += 1;

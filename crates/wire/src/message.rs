@@ -77,8 +77,46 @@ pub struct Fence {
     pub generation: u64,
 }
 
-/// Bytes of a fence in a `Bind`'s value.
+/// Bytes of a fence.
 pub const FENCE_LEN: usize = 1 + 4 + 8;
+/// Bytes of a `Bind`'s value: its owner, then maybe a fence.
+pub const BIND_LEN: usize = 8;
+pub const BIND_FENCE_LEN: usize = BIND_LEN + FENCE_LEN;
+
+/// A `Bind`'s value: the client session that owns the new binding, and
+/// the earlier binding of that session it fences off, if any. The leader
+/// honours a fence only for a binding of the same owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BindValue {
+    pub owner: u64,
+    pub fence: Option<Fence>,
+}
+
+impl BindValue {
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(BIND_FENCE_LEN);
+        v.extend_from_slice(&self.owner.to_le_bytes());
+        if let Some(f) = self.fence {
+            v.extend_from_slice(&f.encode());
+        }
+        v
+    }
+
+    /// An error when `value` is neither an owner nor an owner and a fence.
+    pub fn decode(value: &[u8]) -> Result<BindValue, DecodeError> {
+        let (owner, fence) = match value.len() {
+            BIND_LEN => (value, None),
+            BIND_FENCE_LEN => (&value[..BIND_LEN], Some(Fence::decode(&value[BIND_LEN..])?)),
+            n => return Err(DecodeError::BadBind(n)),
+        };
+        let mut o = [0u8; BIND_LEN];
+        o.copy_from_slice(owner);
+        Ok(BindValue {
+            owner: u64::from_le_bytes(o),
+            fence,
+        })
+    }
+}
 
 impl Fence {
     pub fn encode(&self) -> [u8; FENCE_LEN] {
@@ -89,14 +127,9 @@ impl Fence {
         b
     }
 
-    /// A `Bind`'s value: `Ok(None)` when empty, an error when it is neither
-    /// empty nor a fence.
-    pub fn decode(value: &[u8]) -> Result<Option<Fence>, DecodeError> {
-        if value.is_empty() {
-            return Ok(None);
-        }
+    fn decode(value: &[u8]) -> Result<Fence, DecodeError> {
         let Ok(b) = <[u8; FENCE_LEN]>::try_from(value) else {
-            return Err(DecodeError::BadFence(value.len()));
+            return Err(DecodeError::BadBind(value.len()));
         };
         let mut session = [0u8; 4];
         session.copy_from_slice(&b[1..5]);
@@ -107,11 +140,11 @@ impl Fence {
         if !(1..=GEN_MAX).contains(&generation) {
             return Err(DecodeError::FenceGeneration(generation));
         }
-        Ok(Some(Fence {
+        Ok(Fence {
             node: b[0],
             session: u32::from_le_bytes(session),
             generation,
-        }))
+        })
     }
 }
 
@@ -361,7 +394,7 @@ fn parse_value<'a>(r: &mut Reader<'a>, op: Op) -> Result<&'a [u8], DecodeError> 
     }
     let value = r.bytes(len)?;
     if op == Op::Bind {
-        Fence::decode(value)?;
+        BindValue::decode(value)?;
     }
     Ok(value)
 }

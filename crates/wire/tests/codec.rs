@@ -39,9 +39,11 @@ fn op_value() -> impl Strategy<Value = (Op, Vec<u8>)> {
     prop_oneof![
         4 => proptest::collection::vec(any::<u8>(), 0..80).prop_map(|v| (Op::Put, v)),
         1 => Just((Op::Delete, Vec::new())),
-        1 => Just((Op::Bind, Vec::new())),
-        1 => (any::<u8>(), any::<u32>(), 1..=GEN_MAX)
-            .prop_map(|(node, session, generation)| (Op::Bind, Fence { node, session, generation }.encode().to_vec())),
+        1 => any::<u64>().prop_map(|owner| (Op::Bind, BindValue { owner, fence: None }.to_vec())),
+        1 => (any::<u64>(), any::<u8>(), any::<u32>(), 1..=GEN_MAX).prop_map(|(owner, node, session, generation)| {
+            let fence = Some(Fence { node, session, generation });
+            (Op::Bind, BindValue { owner, fence }.to_vec())
+        }),
     ]
 }
 
@@ -323,7 +325,8 @@ fn specific_errors() {
         op: Op::Delete,
         value: b"x"
     }));
-    // A bind whose value is neither empty nor a fence is refused on decode.
+    // A bind whose value is neither an owner nor an owner and a fence is
+    // refused on decode.
     let mut e = Encoder::write(&mut buf, header(Kind::Write, 1)).unwrap();
     assert!(e.push_write(&WriteEntry {
         session: 0,
@@ -333,16 +336,27 @@ fn specific_errors() {
         value: b"12345"
     }));
     let n = e.finish();
-    assert_eq!(decode(&buf[..n]).err(), Some(DecodeError::BadFence(5)));
+    assert_eq!(decode(&buf[..n]).err(), Some(DecodeError::BadBind(5)));
+    assert_eq!(BindValue::decode(&[]), Err(DecodeError::BadBind(0)));
     let f = Fence {
         node: 3,
         session: 70_000,
         generation: GEN_MAX,
     };
-    assert_eq!(Fence::decode(&f.encode()), Ok(Some(f)));
+    let b = BindValue {
+        owner: 1 << 60,
+        fence: Some(f),
+    };
+    assert_eq!(BindValue::decode(&b.to_vec()), Ok(b));
     for generation in [0, GEN_MAX + 1, u64::MAX] {
-        let bad = Fence { generation, ..f }.encode();
-        assert_eq!(Fence::decode(&bad), Err(DecodeError::FenceGeneration(generation)));
+        let bad = BindValue {
+            fence: Some(Fence { generation, ..f }),
+            ..b
+        };
+        assert_eq!(
+            BindValue::decode(&bad.to_vec()),
+            Err(DecodeError::FenceGeneration(generation))
+        );
     }
     assert_eq!(seq_gen(gen_end(7)), 7);
     assert_eq!(gen_end(7) + 1, gen_start(8));

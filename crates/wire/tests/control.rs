@@ -61,7 +61,7 @@ fn body() -> impl Strategy<Value = ControlBody> {
 enum OwnedItem {
     History(u64, u8, u8, bool, u32, u64, u64, Vec<u8>),
     Snapshot(u64, u64, Vec<u8>),
-    Session(u8, u8, u32, u64),
+    Session(u8, u8, u32, u64, u64),
 }
 
 fn item() -> impl Strategy<Value = OwnedItem> {
@@ -88,8 +88,8 @@ fn item() -> impl Strategy<Value = OwnedItem> {
                 if del { vec![] } else { v }
             )),
         (any::<u64>(), any::<u64>(), v).prop_map(|(k, z, v)| OwnedItem::Snapshot(k, z, v)),
-        (any::<u8>(), any::<u8>(), any::<u32>(), any::<u64>())
-            .prop_map(|(o, l, s, q)| OwnedItem::Session(o, l, s, q)),
+        (any::<u8>(), any::<u8>(), any::<u32>(), any::<u64>(), any::<u64>())
+            .prop_map(|(o, l, s, q, w)| OwnedItem::Session(o, l, s, q, w)),
     ]
 }
 
@@ -110,11 +110,12 @@ fn borrow(i: &OwnedItem) -> Item<'_> {
             zxid: Zxid(*z),
             value: v,
         }),
-        OwnedItem::Session(o, l, s, q) => Item::Session(SessionItem {
+        OwnedItem::Session(o, l, s, q, w) => Item::Session(SessionItem {
             origin: *o,
             lane: *l,
             session: *s,
             seq: *q,
+            owner: *w,
         }),
     }
 }
@@ -132,7 +133,7 @@ fn own(i: Item<'_>) -> OwnedItem {
             h.value.to_vec(),
         ),
         Item::Snapshot(s) => OwnedItem::Snapshot(s.key, s.zxid.0, s.value.to_vec()),
-        Item::Session(s) => OwnedItem::Session(s.origin, s.lane, s.session, s.seq),
+        Item::Session(s) => OwnedItem::Session(s.origin, s.lane, s.session, s.seq, s.owner),
     }
 }
 

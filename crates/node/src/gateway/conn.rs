@@ -12,7 +12,7 @@ use rzab_client::protocol::{
     Binding, ErrorCode, ReadFrameError, Reply, Request, VERSION, WriteOutcome, next_frame,
 };
 use rzab_store::{KeyedOutcome, slot_key};
-use rzab_wire::{Fence, GEN_MAX, Op, seq_gen};
+use rzab_wire::{BindValue, Fence, GEN_MAX, Op, seq_gen};
 use smallvec::SmallVec;
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -120,7 +120,7 @@ pub(crate) async fn serve(stream: TcpStream, ctx: Arc<Ctx>) {
         alive: Arc::new(AtomicBool::new(true)),
         lane_has_writes: Cell::new(false),
     };
-    let binding = match c.bind(prev).await {
+    let binding = match c.bind(session, prev).await {
         Ok(b) => b,
         Err(r) => return refused(&ctx, &mut wr, &mut out, &r).await,
     };
@@ -173,20 +173,20 @@ async fn refused(ctx: &Ctx, wr: &mut OwnedWriteHalf, out: &mut Vec<u8>, r: &Refu
 }
 
 impl Conn {
-    /// Opens the connection's generation of its slot with a `Bind`, which
-    /// fences off the session's previous binding if the client names one;
-    /// returns the new binding once the `Bind` is applied here.
-    async fn bind(&mut self, prev: Option<Binding>) -> Result<Binding, Refusal> {
-        let fence = prev.map(|b| {
-            Fence {
+    /// Opens the connection's generation of its slot with a `Bind` owned by
+    /// client session `session`, which fences off that session's previous
+    /// binding if the client names one; returns the new binding once the
+    /// `Bind` is applied here.
+    async fn bind(&mut self, session: u64, prev: Option<Binding>) -> Result<Binding, Refusal> {
+        let value = BindValue {
+            owner: session,
+            fence: prev.map(|b| Fence {
                 node: b.node,
                 session: b.session,
                 generation: b.generation,
-            }
-            .encode()
-            .to_vec()
-        });
-        let Entry::Write { rx, .. } = self.submit(Op::Bind, 0, fence.unwrap_or_default(), false)? else {
+            }),
+        };
+        let Entry::Write { rx, .. } = self.submit(Op::Bind, 0, value.to_vec(), false)? else {
             return Err(refuse(ErrorCode::Internal, "a bind is a write"));
         };
         self.lane_has_writes.set(false);

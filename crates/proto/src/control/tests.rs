@@ -425,5 +425,6 @@ fn transfers_from_strangers_are_refused() {
         lane: 0,
         session: 0,
         seq: 0,
+        owner: 0,
     });
 }

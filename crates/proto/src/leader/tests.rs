@@ -184,92 +184,87 @@ fn duplicate_and_out_of_order_session_writes_are_not_sequenced() {
 
 #[test]
 fn a_bind_fences_the_named_binding_from_then_on() {
+    use rzab_wire::{BindValue, Fence, gen_start};
     let mut c = cfg(0, &[0, 1, 2]);
     c.value_max = 32;
     let mut l = LeaderLane::new(c).unwrap();
-    fn bind(session: u32, generation: u64, fence: &[u8]) -> WriteEntry<'_> {
+    fn bind(session: u32, generation: u64, value: &[u8]) -> WriteEntry<'_> {
         WriteEntry {
             session,
-            seq: rzab_wire::gen_start(generation),
+            seq: gen_start(generation),
             key: 0,
             op: rzab_wire::Op::Bind,
-            value: fence,
+            value,
         }
     }
-    // Node 1's session 4 binds generation 1 and writes once; a second
-    // write is still on its way when the client moves to node 2.
-    let g1 = rzab_wire::gen_start(1);
+    let owned = |owner, fence: Option<(u32, u64)>| {
+        BindValue {
+            owner,
+            fence: fence.map(|(session, generation)| Fence {
+                node: 1,
+                session,
+                generation,
+            }),
+        }
+        .to_vec()
+    };
+    // Client 42 binds node 1's session 4 (generation 1) and writes once; a
+    // second write is still on its way when the client moves to node 2.
+    let g1 = gen_start(1);
+    let plain = owned(42, None);
     l.handle(
         T0,
-        &msg(&write_msg(1, 1, &[bind(4, 1, b""), write(4, g1 + 1, 1, b"a")])),
+        &msg(&write_msg(1, 1, &[bind(4, 1, &plain), write(4, g1 + 1, 1, b"a")])),
     );
     assert_eq!(l.end_lid(), 2);
-    let fence = rzab_wire::Fence {
-        node: 1,
-        session: 4,
-        generation: 1,
-    }
-    .encode();
+    let fence = owned(42, Some((4, 1)));
     l.handle(T0, &msg(&write_msg(2, 1, &[bind(7, 1, &fence)])));
     assert_eq!(l.end_lid(), 3);
     // The old binding's write arrives after the fence: never sequenced.
     l.handle(T0, &msg(&write_msg(1, 2, &[write(4, g1 + 2, 1, b"b")])));
     assert_eq!(l.end_lid(), 3);
     assert_eq!(l.stats().duplicate_writes, 1);
-    // The new binding writes on, and node 1's slot serves a new connection.
-    l.handle(
-        T0,
-        &msg(&write_msg(
-            2,
-            2,
-            &[write(7, rzab_wire::gen_start(1) + 1, 1, b"c")],
-        )),
-    );
+    // The new binding writes on, and node 1's slot serves a new client, 43.
+    l.handle(T0, &msg(&write_msg(2, 2, &[write(7, g1 + 1, 1, b"c")])));
+    let other = owned(43, None);
     l.handle(
         T0,
         &msg(&write_msg(
             1,
             3,
-            &[bind(4, 2, b""), write(4, rzab_wire::gen_start(2) + 1, 1, b"d")],
+            &[bind(4, 2, &other), write(4, gen_start(2) + 1, 1, b"d")],
         )),
     );
     assert_eq!(l.end_lid(), 6);
-    // A fence naming a generation the order has not reached (stale, from
-    // a restarted cluster, or forged) is sequenced without it: it must not
-    // wedge node 1's slot, which is in generation 2.
-    let ahead = rzab_wire::Fence {
-        node: 1,
-        session: 4,
-        generation: 9,
-    }
-    .encode();
-    l.handle(T0, &msg(&write_msg(2, 3, &[bind(7, 2, &ahead)])));
-    assert_eq!(l.stats().stale_fences, 1);
+    // A fence naming a generation the order has not reached (stale, from a
+    // restarted cluster), or a binding of another client (client 42 naming
+    // client 43's), is sequenced without it: neither may wedge the slot.
+    let ahead = owned(43, Some((4, 9)));
+    let foreign = owned(42, Some((4, 2)));
+    l.handle(
+        T0,
+        &msg(&write_msg(2, 3, &[bind(7, 2, &ahead), bind(6, 1, &foreign)])),
+    );
+    assert_eq!(l.stats().stale_fences, 2);
     l.sequence(&seq1()).expect("ids");
     let mut buf = vec![0u8; l.config().mtu];
-    let mut bind_value = None;
+    let mut stored = Vec::new();
     while let Some(t) = l.poll_transmit(T0, &mut buf) {
         if let Body::Prepare {
             first_lid, entries, ..
         } = msg(&buf[..t.len]).body
         {
             for (i, e) in entries.enumerate() {
-                if first_lid + i as u64 == 6 {
-                    bind_value = Some(e.value.to_vec());
+                if first_lid + i as u64 >= 6 {
+                    stored.push(BindValue::decode(e.value).expect("a bind"));
                 }
             }
         }
     }
-    assert_eq!(bind_value, Some(Vec::new()), "replicas are sent no fence");
-    l.handle(
-        T0,
-        &msg(&write_msg(
-            1,
-            4,
-            &[write(4, rzab_wire::gen_start(2) + 2, 1, b"e")],
-        )),
-    );
-    assert_eq!(l.end_lid(), 8, "node 1's slot writes on");
+    let plain_of = |owner| BindValue { owner, fence: None };
+    assert_eq!(stored, [plain_of(43), plain_of(42)], "replicas are sent no fence");
+    l.handle(T0, &msg(&write_msg(1, 4, &[write(4, gen_start(2) + 2, 1, b"e")])));
+    assert_eq!(l.end_lid(), 9, "node 1's slot writes on");
     // A bind whose value no replica could decode never enters the log.
     assert_eq!(l.submit(&bind(1, 1, b"xyz")), Err(SubmitError::BadBind));
 }
