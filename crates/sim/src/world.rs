@@ -357,6 +357,9 @@ impl<'c> World<'c> {
         }
         self.crashes += 1;
         self.trace(|| format!("node {node}: crash"));
+        // What the node did before it crashed (writes it applied, completed
+        // or refused) happened: harvest it before its state is gone.
+        self.record(node);
         let n = &mut self.nodes[node as usize];
         n.up = false;
         for s in n.host.lanes.iter().flat_map(|l| &l.sessions) {
