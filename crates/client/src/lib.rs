@@ -19,7 +19,11 @@
 //! futures are first polled (while that many are in flight, the others
 //! wait for room), and the server answers them in that order. The session gives ZooKeeper's guarantees: its requests take
 //! effect in the order issued, it reads its own writes, and its reads never
-//! go back in time, across reconnections to other replicas too.
+//! go back in time, across reconnections to other replicas too. A write
+//! that failed with [`Error::ConnectionLost`] either took effect before
+//! anything the session does next, or never does: each connection binds the
+//! session anew, and the leader fences off the previous binding's writes
+//! still on their way.
 //! [`blocking::Client`] wraps it for code without an async runtime.
 
 pub mod blocking;
