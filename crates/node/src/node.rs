@@ -470,3 +470,36 @@ impl NodeShared {
         self.standing.leader.load(Ordering::Relaxed) == self.id
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rzab_wire::{gen_end, gen_start};
+
+    #[test]
+    fn session_records_keep_owners_through_fences_and_snapshots() {
+        let mut s = LaneSeqs::new(1, 3, 4);
+        s.record(2, 1, gen_start(1), Zxid(5));
+        s.bound(2, 1, gen_start(1), 42);
+        s.record(2, 1, gen_start(1) + 3, Zxid(6));
+        // A fence raises the session; its owner stays until the slot's
+        // next Bind, which brings its own.
+        s.record(2, 1, gen_end(1), Zxid(7));
+        assert_eq!(s.iter().collect::<Vec<_>>(), [(2, 1, gen_end(1), 42)]);
+        s.record(2, 1, gen_start(2), Zxid(8));
+        s.bound(2, 1, gen_start(2), 43);
+        // An older Bind replayed after a fuzzy snapshot changes nothing.
+        s.record(2, 1, gen_start(1), Zxid(9));
+        s.bound(2, 1, gen_start(1), 42);
+        assert_eq!(s.last(2, 1), Some((gen_start(2), Zxid(8))));
+        assert_eq!(s.iter().collect::<Vec<_>>(), [(2, 1, gen_start(2), 43)]);
+        // Through a snapshot: the same seqs and owners.
+        let mut t = LaneSeqs::new(1, 3, 4);
+        t.load(&s.items(), Zxid(20));
+        assert_eq!(t.iter().collect::<Vec<_>>(), s.iter().collect::<Vec<_>>());
+        assert_eq!(t.last(2, 1), Some((gen_start(2), Zxid(20))));
+        // Out of range: ignored.
+        t.bound(9, 9, 1, 1);
+        assert_eq!(t.items().len(), 1);
+    }
+}

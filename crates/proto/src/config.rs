@@ -39,10 +39,12 @@ pub enum PlantedBug {
     /// The leader sequences a Bind's fence but keeps sequencing the fenced
     /// binding's writes.
     IgnoreFences,
+    /// The leader honours a fence of another client session's binding.
+    FenceAnyOwner,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 8] = [
+    pub const ALL: [PlantedBug; 9] = [
         PlantedBug::SequenceDuplicates,
         PlantedBug::NoRetransmitTimeout,
         PlantedBug::ApplyOutOfOrder,
@@ -51,6 +53,7 @@ impl PlantedBug {
         PlantedBug::AmnesiacVotes,
         PlantedBug::VoteTwice,
         PlantedBug::IgnoreFences,
+        PlantedBug::FenceAnyOwner,
     ];
 
     pub fn name(self) -> &'static str {
@@ -64,6 +67,7 @@ impl PlantedBug {
             PlantedBug::AmnesiacVotes => "amnesiac-votes",
             PlantedBug::VoteTwice => "vote-twice",
             PlantedBug::IgnoreFences => "ignore-fences",
+            PlantedBug::FenceAnyOwner => "fence-any-owner",
         }
     }
 }

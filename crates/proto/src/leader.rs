@@ -399,7 +399,15 @@ impl LeaderLane {
         // so all drop it alike.
         let owner = bind_value.map_or(0, |b| b.owner);
         let named = bind_value.and_then(|b| b.fence);
-        let fence = named.filter(|f| self.sessions.can_fence(f, owner));
+        let any_owner = self.cfg.planted_bug == PlantedBug::FenceAnyOwner;
+        let fence = named.filter(|f| {
+            let owner = if any_owner {
+                self.sessions.owner(f.node, f.session)
+            } else {
+                owner
+            };
+            self.sessions.can_fence(f, owner)
+        });
         let plain;
         let value = if named.is_some() && fence.is_none() {
             self.stats.stale_fences += 1;

@@ -69,6 +69,11 @@ impl SessionTable {
         }
     }
 
+    /// The owner of the session's binding (0: none).
+    pub fn owner(&self, origin: NodeId, session: u32) -> u64 {
+        self.index(origin, session).map_or(0, |i| self.owner[i])
+    }
+
     /// A `Bind` of `owner` was sequenced for the session.
     pub fn bound(&mut self, origin: NodeId, session: u32, owner: u64) {
         if let Some(i) = self.index(origin, session) {
@@ -215,20 +220,32 @@ mod tests {
             Some(SeqCheck::Next),
             "(2, 1) untouched by the others"
         );
+        let f = Fence {
+            node: 1,
+            session: 2,
+            generation: 3,
+        };
+        let with = BindValue {
+            owner: 1,
+            fence: Some(f),
+        }
+        .to_vec();
+        assert_eq!(fence_of(Op::Bind, &with), Some(f));
+        assert_eq!(fence_of(Op::Sync, &with), None, "only a Bind carries a fence");
+        let plain = BindValue {
+            owner: 1,
+            fence: None,
+        }
+        .to_vec();
+        assert_eq!(fence_of(Op::Bind, &plain), None);
         assert_eq!(
-            fence_of(
-                Op::Sync,
-                &Fence {
-                    node: 1,
-                    session: 2,
-                    generation: 3
-                }
-                .encode()
-            ),
-            None
+            bind_of(Op::Bind, &plain),
+            Some(BindValue {
+                owner: 1,
+                fence: None
+            })
         );
-        assert_eq!(fence_of(Op::Bind, &[1, 2]), None);
-        assert_eq!(fence_of(Op::Bind, &[]), None);
+        assert_eq!(bind_of(Op::Bind, &[1, 2]), None, "malformed");
     }
 
     #[test]

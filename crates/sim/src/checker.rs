@@ -200,6 +200,7 @@ pub fn fences(h: &History, seq: &[Applied]) -> Vec<Violation> {
         .map(|w| (w.session.node, w.session.lane, w.session.index, w.seq))
         .collect();
     let mut closed: BTreeMap<(u8, u8, u32), u64> = BTreeMap::new();
+    let mut owners: BTreeMap<(u8, u8, u32), u64> = BTreeMap::new();
     let mut out = Vec::new();
     for a in seq {
         let session = (a.origin, a.lane, a.session);
@@ -218,9 +219,20 @@ pub fn fences(h: &History, seq: &[Applied]) -> Vec<Violation> {
         let older = closed.entry(session).or_default();
         *older = (*older).max(a.seq.saturating_sub(1));
         if let Some((node, s, generation)) = a.fence {
-            let fenced = closed.entry((node, a.lane, s)).or_default();
+            let named = (node, a.lane, s);
+            if owners.get(&named) != Some(&a.owner) {
+                out.push(v(
+                    "fence",
+                    format!(
+                        "{a:?} fenced a binding of another client session ({:?})",
+                        owners.get(&named)
+                    ),
+                ));
+            }
+            let fenced = closed.entry(named).or_default();
             *fenced = (*fenced).max(rzab_wire::gen_end(generation));
         }
+        owners.insert(session, a.owner);
     }
     out
 }

@@ -58,8 +58,10 @@ pub struct Applied {
     pub key: u64,
     pub op: Op,
     pub tag: u64,
-    /// A `Bind`'s fence as sequenced: (node, session, generation).
+    /// A `Bind`'s fence as sequenced: (node, session, generation), and
+    /// its owner (0 for other ops).
     pub fence: Option<(NodeId, u32, u64)>,
+    pub owner: u64,
 }
 
 /// A session's operations in program order (indexes into the records).

@@ -229,6 +229,7 @@ impl SimHost {
             op: e.op,
             tag,
             fence: fence.map(|f| (f.node, f.session, f.generation)),
+            owner: bind.map_or(0, |b| b.owner),
         };
         if e.zxid > self.gate {
             self.gate = e.zxid;

@@ -648,16 +648,23 @@ impl<'c> World<'c> {
             if let Some(p) = s.pending.take() {
                 self.hist.writes[p.idx].abandoned = true;
             }
+            // Another client takes the slot's session.
+            s.owner = self.rng.random::<u64>() | 1;
             s.must_bind = true;
             s.ready_at = self.now;
         }
+        // Now and then the fence comes from another client (a forged or
+        // mistaken one): the leader must not honour it.
+        let forged = self.rng.random_bool(0.2);
         self.trace(|| {
             format!("session {n}/{l}/{i} moves to node {to} (generation {generation}, kept open {keep_open})")
         });
         if generation >= 1 {
             // The client moves in: its Binds there are its own.
             let s = &mut self.nodes[to as usize].host.lanes[l as usize].sessions[i];
-            s.owner = owner;
+            if !forged {
+                s.owner = owner;
+            }
             s.fence_next = Some(Fence {
                 node: n,
                 session: i as u32,

@@ -186,3 +186,14 @@ fn a_leader_ignoring_fences_is_caught() {
     let found = caught_in(PlantedBug::IgnoreFences, None, "drop=0.05,partition,move", 0..60);
     assert!(found.contains(&"fence"), "{found:?}");
 }
+
+#[test]
+fn a_leader_honouring_another_clients_fence_is_caught() {
+    let found = caught_in(
+        PlantedBug::FenceAnyOwner,
+        None,
+        "drop=0.05,partition,move",
+        0..100,
+    );
+    assert!(found.contains(&"fence"), "{found:?}");
+}

@@ -4,7 +4,7 @@ use crate::{DecodeError, NodeId};
 /// First two bytes of every rzab datagram ("RZ").
 pub const MAGIC: u16 = u16::from_le_bytes(*b"RZ");
 /// Wire format version; a receiver drops any other.
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 /// Bytes of the common header.
 pub const HEADER_LEN: usize = 24;
 

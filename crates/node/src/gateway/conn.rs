@@ -597,10 +597,12 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// A new session id: the node's id, then 56 random bits (a session's
+/// bindings are fenced only by Binds carrying its id, so ids must not be
+/// guessable).
 fn new_session(ctx: &Ctx) -> u64 {
-    let n = ctx.sessions.fetch_add(1, Ordering::Relaxed);
-    let salt = crate::controller::mono_ns() ^ u64::from(std::process::id()) << 20;
-    (u64::from(ctx.node.id) << 56 | (salt ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> 8).max(1)
+    ctx.sessions.fetch_add(1, Ordering::Relaxed);
+    (u64::from(ctx.node.id) << 56 | rand::random::<u64>() >> 8).max(1)
 }
 
 /// Reads the Hello frame into `buf`; returns its body's range.

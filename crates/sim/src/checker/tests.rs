@@ -24,6 +24,7 @@ fn applied(zxid: u64, seq: u64, key: u64) -> Applied {
         op: Op::Put,
         tag: 100 + seq,
         fence: None,
+        owner: 0,
     }
 }
 
@@ -266,6 +267,26 @@ fn writes_of_a_closed_binding_after_its_bind_or_fence_are_caught() {
     let found = fences(&h, &seq);
     assert!(
         found.len() == 1 && found[0].detail.contains("reported not applied"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn a_fence_honoured_across_client_sessions_is_caught() {
+    let h = History::default();
+    let owned = |a: Applied, owner| Applied { owner, ..a };
+    let seq = vec![
+        owned(bind(1, 1, 1, None), 5),
+        owned(bind(2, 2, 1, Some((1, 0, 1))), 5),
+    ];
+    assert!(fences(&h, &seq).is_empty(), "the same client session");
+    let seq = vec![
+        owned(bind(1, 1, 1, None), 5),
+        owned(bind(2, 2, 1, Some((1, 0, 1))), 6),
+    ];
+    let found = fences(&h, &seq);
+    assert!(
+        found.len() == 1 && found[0].detail.contains("another client"),
         "{found:?}"
     );
 }
