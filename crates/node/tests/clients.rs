@@ -463,94 +463,36 @@ fn raw_session(addr: SocketAddr, session: u64, prev: Option<Binding>) -> (TcpStr
 fn a_session_that_moves_fences_off_its_old_connection() {
     let c = cluster(None);
     let addrs = c.addrs();
+    let put = |value: &'static [u8]| Request::Put { key: b"k", value };
     let (mut old, session, b1, mut old_buf) = raw_session(addrs[1], 0, None);
     assert_eq!(b1.node, 1);
-    let mut out = Vec::new();
-    Request::Put {
-        key: b"k",
-        value: b"first",
-    }
-    .encode(&mut out);
-    old.write_all(&out).expect("put");
-    assert!(matches!(
-        Reply::decode(&read_reply(&mut old, &mut old_buf)),
-        Ok(Reply::Written { .. })
-    ));
+    let r = ask(&mut old, &mut old_buf, &[put(b"first")]);
+    assert!(matches!(Reply::decode(&r[0]), Ok(Reply::Written { .. })));
     // The client gives up on node 1 (the connection looks dead to it) and
     // continues at node 2, naming the old binding.
     let (mut new, same, b2, mut new_buf) = raw_session(addrs[2], session, Some(b1));
     assert_eq!((same, b2.node, b2.lane), (session, 2, b1.lane));
     // A write the old connection sends now must not apply.
-    out.clear();
-    Request::Put {
-        key: b"k",
-        value: b"stale",
-    }
-    .encode(&mut out);
-    old.write_all(&out).expect("stale put");
-    match Reply::decode(&read_reply(&mut old, &mut old_buf)) {
+    match Reply::decode(&ask(&mut old, &mut old_buf, &[put(b"stale")])[0]) {
         Ok(Reply::Error { message, .. }) => assert!(message.contains("moved"), "{message}"),
         other => panic!("the fenced connection's write was not refused: {other:?}"),
     }
-    out.clear();
-    Request::Put {
-        key: b"k",
-        value: b"second",
-    }
-    .encode(&mut out);
-    Request::SyncGet { key: b"k" }.encode(&mut out);
-    new.write_all(&out).expect("put and read");
-    assert!(matches!(
-        Reply::decode(&read_reply(&mut new, &mut new_buf)),
-        Ok(Reply::Written { .. })
-    ));
-    match Reply::decode(&read_reply(&mut new, &mut new_buf)) {
+    let r = ask(
+        &mut new,
+        &mut new_buf,
+        &[put(b"second"), Request::SyncGet { key: b"k" }],
+    );
+    assert!(matches!(Reply::decode(&r[0]), Ok(Reply::Written { .. })));
+    match Reply::decode(&r[1]) {
         Ok(Reply::Value { value, .. }) => assert_eq!(value, b"second"),
         other => panic!("{other:?}"),
     }
-    // A Hello naming a lane this node lacks is refused, and changes nothing.
+    // A Hello naming a lane this node lacks is refused (no slot there), and
+    // one naming a generation no server gives is malformed.
     let bogus = Binding { lane: 200, ..b2 };
-    let mut s = TcpStream::connect(addrs[0]).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    out.clear();
-    Request::Hello {
-        session,
-        last_zxid: 0,
-        prev: Some(bogus),
-        token: b"",
-    }
-    .encode(&mut out);
-    s.write_all(&out).expect("hello");
-    let mut buf = Vec::new();
-    assert!(matches!(
-        Reply::decode(&read_reply(&mut s, &mut buf)),
-        Ok(Reply::Error {
-            code: ErrorCode::Busy,
-            ..
-        })
-    ));
-    // A generation no server gives is refused in the handshake.
-    let mut s = TcpStream::connect(addrs[0]).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    out.clear();
-    Request::Hello {
-        session,
-        last_zxid: 0,
-        prev: Some(Binding { generation: 0, ..b2 }),
-        token: b"",
-    }
-    .encode(&mut out);
-    s.write_all(&out).expect("hello");
-    let mut buf = Vec::new();
-    assert!(matches!(
-        Reply::decode(&read_reply(&mut s, &mut buf)),
-        Ok(Reply::Error {
-            code: ErrorCode::Malformed,
-            ..
-        })
-    ));
+    assert_eq!(refused_hello(addrs[0], session, bogus), ErrorCode::Busy);
+    let bogus = Binding { generation: 0, ..b2 };
+    assert_eq!(refused_hello(addrs[0], session, bogus), ErrorCode::Malformed);
     // A fence naming a generation its slot has not reached (a client from
     // before a cluster restart), and one naming the live binding from
     // another client session, are ignored: the connection they name
@@ -562,19 +504,35 @@ fn a_session_that_moves_fences_off_its_old_connection() {
     let (_third, _, _, _) = raw_session(addrs[0], session, Some(ahead));
     let (_fourth, stranger, _, _) = raw_session(addrs[0], 0, Some(b2));
     assert_ne!(stranger, session);
-    out.clear();
-    Request::Put {
-        key: b"k",
-        value: b"third",
-    }
-    .encode(&mut out);
-    new.write_all(&out).expect("put");
-    assert!(matches!(
-        Reply::decode(&read_reply(&mut new, &mut new_buf)),
-        Ok(Reply::Written { .. })
-    ));
-    drop((old, new, s));
+    let r = ask(&mut new, &mut new_buf, &[put(b"third")]);
+    assert!(matches!(Reply::decode(&r[0]), Ok(Reply::Written { .. })));
+    drop((old, new));
     let outcomes = c.stop();
     assert_no_errors(&outcomes);
     assert_same_digests(&outcomes);
+}
+
+/// Sends `reqs` on `s` and reads a reply body for each.
+fn ask(s: &mut TcpStream, buf: &mut Vec<u8>, reqs: &[Request<'_>]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    reqs.iter().for_each(|r| r.encode(&mut out));
+    s.write_all(&out).expect("requests");
+    reqs.iter().map(|_| read_reply(s, buf)).collect()
+}
+
+/// The error a Hello continuing `session` from `prev` gets.
+fn refused_hello(addr: SocketAddr, session: u64, prev: Binding) -> ErrorCode {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let hello = Request::Hello {
+        session,
+        last_zxid: 0,
+        prev: Some(prev),
+        token: b"",
+    };
+    match Reply::decode(&ask(&mut s, &mut Vec::new(), &[hello])[0]) {
+        Ok(Reply::Error { code, .. }) => code,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
 }

@@ -251,34 +251,27 @@ impl SimHost {
     /// node took in a snapshot was, its id unknown), and the session binds
     /// anew.
     fn fenced(&mut self, lane: u8, session: u32, generation: u64, applied: u64) {
-        let Some(s) = self
-            .lanes
-            .get_mut(lane as usize)
-            .and_then(|l| l.sessions.get_mut(session as usize))
-        else {
+        let Some(s) = self.session_mut(lane, session) else {
             return;
         };
-        if let Some(p) = s.pending.filter(|p| seq_gen(p.seq) <= generation) {
-            s.pending = None;
-            if p.seq <= applied {
-                self.resolved.push(p.idx);
-            } else {
-                self.failed.push(p.idx);
-            }
-        }
         if seq_gen(s.seq) <= generation {
             s.must_bind = true;
+        }
+        let Some(p) = s.pending.filter(|p| seq_gen(p.seq) <= generation) else {
+            return;
+        };
+        s.pending = None;
+        if p.seq <= applied {
+            self.resolved.push(p.idx);
+        } else {
+            self.failed.push(p.idx);
         }
     }
 
     /// The session's pending write `seq` is applied (at this node, or at the
     /// leader under the planted early-completion bug).
     pub fn complete(&mut self, lane: u8, session: u32, seq: u64, zxid: u64) {
-        let Some(s) = self
-            .lanes
-            .get_mut(lane as usize)
-            .and_then(|l| l.sessions.get_mut(session as usize))
-        else {
+        let Some(s) = self.session_mut(lane, session) else {
             return;
         };
         if let Some(p) = s.pending
@@ -348,6 +341,12 @@ impl SimHost {
                 self.resolved.push(p.idx);
             }
         }
+    }
+
+    fn session_mut(&mut self, lane: u8, session: u32) -> Option<&mut Session> {
+        self.lanes
+            .get_mut(lane as usize)
+            .and_then(|l| l.sessions.get_mut(session as usize))
     }
 
     fn role_mut(&mut self, l: usize) -> Option<&mut Role> {

@@ -563,30 +563,8 @@ impl<'c> World<'c> {
             | ((i as u64) << 32)
             | (s.seq & 0xFFFF_FFFF);
         let tag = checker::tag_of(op, tag);
-        let idx = self.hist.writes.len();
-        s.pending = Some(PendingWrite {
-            idx,
-            seq: s.seq,
-            key,
-            op,
-            tag,
-            bind: None,
-            submitted: false,
-        });
-        let id = s.id;
-        self.hist.writes.push(WriteRec {
-            session: id,
-            seq: s.seq,
-            key,
-            op,
-            tag,
-            issued_at: self.now,
-            completed: None,
-            abandoned: false,
-            failed: false,
-        });
-        self.hist.session_ops(id).push(SessionOp::Write(idx));
-        self.nodes[n as usize].host.submit(l, i);
+        let seq = s.seq;
+        self.issue_write(n, l, i, (seq, key, op, tag), None);
     }
 
     /// The session opens a new generation (no operation of the workload):
@@ -602,23 +580,32 @@ impl<'c> World<'c> {
             fence: s.fence_next.take(),
         };
         s.seq = gen_start(generation);
+        let seq = s.seq;
+        self.issue_write(n, l, i, (seq, 0, Op::Bind, 0), Some(bind));
+    }
+
+    /// Makes (seq, key, op, tag) the session's pending write, records it and
+    /// hands it to the lane.
+    fn issue_write(&mut self, n: NodeId, l: u8, i: usize, w: (u64, u64, Op, u64), bind: Option<BindValue>) {
+        let (seq, key, op, tag) = w;
         let idx = self.hist.writes.len();
+        let s = &mut self.nodes[n as usize].host.lanes[l as usize].sessions[i];
         s.pending = Some(PendingWrite {
             idx,
-            seq: s.seq,
-            key: 0,
-            op: Op::Bind,
-            tag: 0,
-            bind: Some(bind),
+            seq,
+            key,
+            op,
+            tag,
+            bind,
             submitted: false,
         });
         let id = s.id;
         self.hist.writes.push(WriteRec {
             session: id,
-            seq: gen_start(generation),
-            key: 0,
-            op: Op::Bind,
-            tag: 0,
+            seq,
+            key,
+            op,
+            tag,
             issued_at: self.now,
             completed: None,
             abandoned: false,
