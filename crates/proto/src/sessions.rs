@@ -246,6 +246,7 @@ mod tests {
             })
         );
         assert_eq!(bind_of(Op::Bind, &[1, 2]), None, "malformed");
+        assert_eq!(bind_of(Op::Bind, &[]), None, "a Bind has an owner");
     }
 
     #[test]

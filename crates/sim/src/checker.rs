@@ -220,7 +220,7 @@ pub fn fences(h: &History, seq: &[Applied]) -> Vec<Violation> {
         *older = (*older).max(a.seq.saturating_sub(1));
         if let Some((node, s, generation)) = a.fence {
             let named = (node, a.lane, s);
-            if owners.get(&named) != Some(&a.owner) {
+            if a.owner == 0 || owners.get(&named) != Some(&a.owner) {
                 out.push(v(
                     "fence",
                     format!(

@@ -601,7 +601,6 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 /// bindings are fenced only by Binds carrying its id, so ids must not be
 /// guessable).
 fn new_session(ctx: &Ctx) -> u64 {
-    ctx.sessions.fetch_add(1, Ordering::Relaxed);
     (u64::from(ctx.node.id) << 56 | rand::random::<u64>() >> 8).max(1)
 }
 

@@ -69,7 +69,6 @@ pub(crate) struct Ctx {
     pub cfg: ClientsConfig,
     pub slots: SlotPool,
     pub stats: Arc<GatewayStats>,
-    pub sessions: AtomicU64,
     /// The lane whose thread runs this gateway, if one does.
     pub hosted_lane: Option<u8>,
 }
@@ -117,7 +116,6 @@ impl Gateway {
             node: node.clone(),
             cfg: cfg.clone(),
             stats: stats.clone(),
-            sessions: AtomicU64::new(0),
             hosted_lane: hosted.then_some(0),
         });
         let (stop, stopped) = watch::channel(false);

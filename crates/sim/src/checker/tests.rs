@@ -229,6 +229,7 @@ fn bind(zxid: u64, origin: u8, generation: u64, fence: Option<(u8, u32, u64)>) -
         key: 0,
         tag: 0,
         fence,
+        owner: 1,
         ..applied(zxid, rzab_wire::gen_start(generation), 0)
     }
 }
@@ -289,4 +290,16 @@ fn a_fence_honoured_across_client_sessions_is_caught() {
         found.len() == 1 && found[0].detail.contains("another client"),
         "{found:?}"
     );
+    // A slot never bound, and a Bind fencing its own slot: checked against
+    // the slot's owner before this Bind.
+    let seq = vec![owned(bind(1, 2, 1, Some((1, 0, 1))), 5)];
+    assert_eq!(fences(&h, &seq).len(), 1, "no binding to fence");
+    let own = Applied {
+        origin: 1,
+        ..owned(bind(2, 1, 2, Some((1, 0, 1))), 6)
+    };
+    let seq = vec![owned(bind(1, 1, 1, None), 5), own];
+    assert_eq!(fences(&h, &seq).len(), 1, "the slot was client 5's, not 6's");
+    let seq = vec![owned(bind(1, 1, 1, None), 6), own];
+    assert!(fences(&h, &seq).is_empty());
 }
