@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Why a write failed that the leader will never sequence.
 const STRANDED: &str = "not applied: a newer binding of its session (a reconnect, or the session moving to another replica) superseded it";
-const MOVED: &str = "not applied: the session moved to another replica";
+pub(crate) const MOVED: &str = "not applied: the session moved to another replica";
 
 /// What the lane reports for a client write.
 pub type Done = Box<dyn FnOnce(Result<WriteDone, String>) + Send>;

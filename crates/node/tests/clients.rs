@@ -477,6 +477,8 @@ fn a_session_that_moves_fences_off_its_old_connection() {
         Ok(Reply::Error { message, .. }) => assert!(message.contains("moved"), "{message}"),
         other => panic!("the fenced connection's write was not refused: {other:?}"),
     }
+    let mut byte = [0u8; 1];
+    assert_eq!(old.read(&mut byte).expect("read"), 0, "and the connection closed");
     let r = ask(
         &mut new,
         &mut new_buf,

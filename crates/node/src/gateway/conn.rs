@@ -6,7 +6,7 @@
 //! the task stops reading the socket (back-pressure through TCP).
 
 use super::Ctx;
-use crate::client_slots::{ClientWrite, WriteDone};
+use crate::client_slots::{ClientWrite, MOVED, WriteDone};
 use crate::node::keyed_payload;
 use rzab_client::protocol::{
     Binding, ErrorCode, ReadFrameError, Reply, Request, VERSION, WriteOutcome, next_frame,
@@ -263,6 +263,12 @@ impl Conn {
             if let Err(r) = result {
                 self.ctx.stats.errors.fetch_add(1, Ordering::Relaxed);
                 error_reply(out, &r);
+                if r.message == MOVED {
+                    // The session goes on through another replica: this
+                    // connection will never write again; free its slot.
+                    self.queue.clear();
+                    return true;
+                }
             }
         }
         false
