@@ -385,7 +385,12 @@ impl<T: Transport> LaneWorker<T> {
                     self.complete(idx as u32, p.seq, zxid.0, now);
                 }
                 (Some(_), _) => {}
-                (None, Some((seq, _))) => s.seq = s.seq.max(seq),
+                (None, Some((seq, _))) => {
+                    // Applied writes this session never numbered: a past
+                    // life of this node's.
+                    s.must_bind |= seq > s.seq;
+                    s.seq = s.seq.max(seq);
+                }
                 (None, None) => {}
             }
         }
@@ -590,6 +595,11 @@ impl<T: Transport> LaneWorker<T> {
 
     /// Takes trace operations for one session until its first write or the budget.
     fn issue_session(&mut self, idx: usize, now: Time, budget: usize) -> usize {
+        if self.sessions[idx].must_bind {
+            self.sessions[idx].start_bind(now);
+            self.submit(idx);
+            return 0;
+        }
         let mut ops = 0;
         while ops < budget {
             ops += 1;
@@ -614,17 +624,28 @@ impl<T: Transport> LaneWorker<T> {
         let Some(p) = self.sessions[idx].pending else {
             return false;
         };
-        value::fill(
-            &mut self.value_buf,
-            p.key,
-            value::tag(self.node.id, self.lane, idx as u32, p.seq),
-        );
+        let bind_value;
+        let (op, value) = if p.bind {
+            bind_value = rzab_wire::BindValue {
+                owner: 0,
+                fence: None,
+            }
+            .to_vec();
+            (Op::Bind, &bind_value[..])
+        } else {
+            value::fill(
+                &mut self.value_buf,
+                p.key,
+                value::tag(self.node.id, self.lane, idx as u32, p.seq),
+            );
+            (Op::Put, &self.value_buf[..])
+        };
         let w = WriteEntry {
             session: idx as u32,
             seq: p.seq,
             key: p.key,
-            op: Op::Put,
-            value: &self.value_buf,
+            op,
+            value,
         };
         let Some(role) = self.role.as_mut() else {
             return false;
@@ -644,7 +665,7 @@ impl<T: Transport> LaneWorker<T> {
                 self.error = Some(format!("lane refused a session write: {why}"));
                 false
             }
-            // Built-in sessions never bind again: their node lost track.
+            // Built-in sessions are never fenced: their node lost track.
             Submitted::Stale => {
                 self.error = Some("lane refused a session write as already sequenced".into());
                 false

@@ -2,6 +2,7 @@
 //! never block. In verify mode a session checks its own guarantees.
 
 use rzab_proto::Time;
+use rzab_wire::{gen_start, seq_gen};
 use std::collections::HashMap;
 
 /// A write a session has issued and not yet seen applied at its node.
@@ -12,6 +13,8 @@ pub struct PendingWrite {
     pub issued_at: Time,
     /// Accepted by the lane (false: the lane was full, retry next turn).
     pub submitted: bool,
+    /// A `Bind` opening a new generation (no write of the workload).
+    pub bind: bool,
 }
 
 /// Violations of session guarantees seen by verify mode.
@@ -47,6 +50,9 @@ pub struct Session {
     pub pending: Option<PendingWrite>,
     pub writes_issued: u64,
     pub writes_completed: u64,
+    /// The next write is a `Bind`: the session's node restarted, and a
+    /// write of its last life may still be on its way to the leader.
+    pub must_bind: bool,
     /// Verify mode: per key, the newest zxid this session read or wrote and
     /// whether it came from its own write.
     seen: Option<HashMap<u64, (u64, bool)>>,
@@ -74,8 +80,24 @@ impl Session {
             key,
             issued_at: now,
             submitted: false,
+            bind: false,
         });
         self.seq
+    }
+
+    /// Opens the session's next generation: what its last life left on the
+    /// way can then never be sequenced after its new writes.
+    pub fn start_bind(&mut self, now: Time) {
+        debug_assert!(self.pending.is_none());
+        self.must_bind = false;
+        self.seq = gen_start(seq_gen(self.seq) + 1);
+        self.pending = Some(PendingWrite {
+            seq: self.seq,
+            key: 0,
+            issued_at: now,
+            submitted: false,
+            bind: true,
+        });
     }
 
     /// The session's write `seq` was applied at its node with id `zxid`.
@@ -86,6 +108,9 @@ impl Session {
             return None;
         };
         self.pending = None;
+        if p.bind {
+            return None;
+        }
         self.writes_completed += 1;
         if let Some(seen) = self.seen.as_mut() {
             let e = seen.entry(p.key).or_insert((0, true));
@@ -134,5 +159,22 @@ mod tests {
         assert_eq!(v.monotonic_reads, 1, "went backwards");
         s.observe_read(6, 0, &mut v);
         assert_eq!(v.total(), 4, "two bad completions, one of each read violation");
+    }
+
+    #[test]
+    fn a_bind_opens_the_next_generation_and_counts_as_no_write() {
+        let mut v = Violations::default();
+        let mut s = Session::new(true);
+        s.seq = 41;
+        s.must_bind = true;
+        s.start_bind(Time(1));
+        assert!(!s.must_bind && s.is_blocked());
+        assert_eq!(s.seq, gen_start(1));
+        s.pending.as_mut().unwrap().submitted = true;
+        assert_eq!(s.complete(gen_start(1), 50, &mut v), None, "no write latency");
+        assert!(!s.is_blocked());
+        assert_eq!((s.writes_issued, s.writes_completed, v.total()), (0, 0, 0));
+        let seq = s.start_write(3, Time(2));
+        assert_eq!(seq, gen_start(1) + 1, "writes go on in the new generation");
     }
 }
