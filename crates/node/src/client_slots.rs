@@ -8,7 +8,9 @@
 
 use rzab_proto::{Submitted, Time, Zxid};
 use rzab_store::KeyedOutcome;
-use rzab_wire::{GEN_COUNTER_MAX, GEN_MAX, Op, WriteEntry, gen_end, gen_start, seq_gen};
+use rzab_wire::{
+    GEN_COUNTER_MAX, GEN_MAX, Op, WriteEntry, gen_end, gen_start, is_fence_end, seq_counter, seq_gen,
+};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -187,8 +189,7 @@ impl ClientSlots {
     /// generations still in flight never will be: this one's Bind stranded
     /// them.
     pub fn complete(&mut self, session: u32, seq: u64, done: WriteDone, now: Time) -> Option<u64> {
-        let i = session.checked_sub(self.base)? as usize;
-        self.slots.get(i)?;
+        let i = self.slot_index(session)?;
         while self.slots[i]
             .inflight
             .front()
@@ -210,12 +211,9 @@ impl ClientSlots {
     /// its client went on through another replica, so its writes in flight
     /// will never apply, and its connection's later writes must not.
     pub fn fence(&mut self, session: u32, generation: u64, now: Time) {
-        let Some(i) = session.checked_sub(self.base).map(|i| i as usize) else {
+        let Some(i) = self.slot_index(session) else {
             return;
         };
-        if i >= self.slots.len() {
-            return;
-        }
         let end = gen_end(generation);
         while self.slots[i].inflight.front().is_some_and(|p| p.seq <= end) {
             self.fail_front(i, MOVED);
@@ -225,6 +223,12 @@ impl ClientSlots {
             s.dead = true;
         }
         self.refill(i, now);
+    }
+
+    /// The slot of lane session number `session`, if it is a client slot.
+    fn slot_index(&self, session: u32) -> Option<usize> {
+        let i = session.checked_sub(self.base)? as usize;
+        (i < self.slots.len()).then_some(i)
     }
 
     fn pop_front(&mut self, i: usize) -> Option<Pending> {
@@ -277,9 +281,7 @@ impl ClientSlots {
             let Some((seq, zxid)) = last(session) else {
                 continue;
             };
-            // The last seq of a generation is never a write's: a fence
-            // raised the session to it.
-            let fenced = seq & GEN_COUNTER_MAX == GEN_COUNTER_MAX;
+            let fenced = is_fence_end(seq);
             while let Some(p) = self.slots[i]
                 .inflight
                 .front()
@@ -376,7 +378,7 @@ fn next_seq(s: &Slot, op: Op) -> Result<u64, &'static str> {
         return Err(MOVED);
     }
     // The counter's last value marks a fence: no write takes it.
-    if s.seq & GEN_COUNTER_MAX >= GEN_COUNTER_MAX - 1 {
+    if seq_counter(s.seq) >= GEN_COUNTER_MAX - 1 {
         return Err("the connection used up its write counter; reconnect");
     }
     Ok(s.seq + 1)

@@ -2,7 +2,7 @@
 //! write retransmitted by a follower is given an id exactly once.
 
 use crate::MAX_NODES;
-use rzab_wire::{BindValue, Fence, NodeId, Op, gen_end, gen_start, seq_gen};
+use rzab_wire::{BindValue, Fence, NodeId, Op, gen_end, seq_counter, seq_gen};
 
 /// How a write's session counter relates to the last one sequenced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,12 +48,12 @@ impl SessionTable {
         Some(if seq <= last {
             SeqCheck::Duplicate
         } else if bind {
-            if seq_gen(seq) > seq_gen(last) && seq == gen_start(seq_gen(seq)) {
+            if seq_gen(seq) > seq_gen(last) && seq_counter(seq) == 0 {
                 SeqCheck::Next
             } else {
                 SeqCheck::Gap
             }
-        } else if seq == last + 1 && seq != gen_start(seq_gen(seq)) {
+        } else if seq == last + 1 && seq_counter(seq) != 0 {
             SeqCheck::Next
         } else {
             SeqCheck::Gap
@@ -125,6 +125,7 @@ pub fn fence_of(op: Op, value: &[u8]) -> Option<Fence> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rzab_wire::gen_start;
 
     #[test]
     fn next_duplicate_gap() {

@@ -10,7 +10,7 @@ use rzab_proto::{
     HistoryLog, Host, LaneStart, NodeId, Op, OwnedEntry, OwnedItem, PlantedBug, Role, Sequencer, SessionSeqs,
     Snapshot, Submitted, Time, Zxid,
 };
-use rzab_wire::{BindValue, Fence, GEN_COUNTER_MAX, WriteEntry, seq_gen};
+use rzab_wire::{BindValue, Fence, WriteEntry, is_fence_end, seq_gen};
 
 /// A session's outstanding write.
 #[derive(Clone, Copy, Debug)]
@@ -503,7 +503,7 @@ impl Host for SimHost {
                 }
                 // A fence of the session's binding (its end of generation
                 // is no write's seq) was applied while its lanes were down.
-                if done & GEN_COUNTER_MAX == GEN_COUNTER_MAX && seq_gen(done) >= seq_gen(s.seq) {
+                if is_fence_end(done) && seq_gen(done) >= seq_gen(s.seq) {
                     s.must_bind = true;
                 }
             }

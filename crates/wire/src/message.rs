@@ -58,6 +58,17 @@ pub fn seq_gen(seq: u64) -> u64 {
     seq >> GEN_SHIFT
 }
 
+/// The counter of `seq` within its generation.
+pub fn seq_counter(seq: u64) -> u64 {
+    seq & GEN_COUNTER_MAX
+}
+
+/// Whether `seq` is a generation's last, which no write takes: a session
+/// recorded there was raised by a fence.
+pub fn is_fence_end(seq: u64) -> bool {
+    seq_counter(seq) == GEN_COUNTER_MAX
+}
+
 /// The seq of the `Bind` that opens generation `generation`.
 pub fn gen_start(generation: u64) -> u64 {
     generation << GEN_SHIFT
@@ -119,7 +130,7 @@ impl BindValue {
 }
 
 impl Fence {
-    pub fn encode(&self) -> [u8; FENCE_LEN] {
+    fn encode(&self) -> [u8; FENCE_LEN] {
         let mut b = [0u8; FENCE_LEN];
         b[0] = self.node;
         b[1..5].copy_from_slice(&self.session.to_le_bytes());
