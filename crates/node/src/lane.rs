@@ -163,6 +163,16 @@ pub struct LaneWorker<T> {
     clock: Clock,
     last_publish: Time,
     error: Option<String>,
+    /// A hosted lane's view of its transport's descriptors this turn.
+    gate: Option<Gate>,
+}
+
+/// Which of the transport's descriptors a turn may read (their bits, see
+/// `Transport::recv_readable`), and which the read found empty.
+#[derive(Clone, Copy, Debug)]
+struct Gate {
+    readable: u32,
+    empty: u32,
 }
 
 pub(crate) fn histogram() -> Histogram<u64> {
@@ -170,7 +180,7 @@ pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).unwrap_or_else(|_| unreachable!())
 }
 
-impl<T: Transport> LaneWorker<T> {
+impl<T: Transport + 'static> LaneWorker<T> {
     pub fn new(s: LaneSetup<T>) -> Self {
         let mtu = s.transport.mtu();
         let n = s.issue_batch;
@@ -209,6 +219,7 @@ impl<T: Transport> LaneWorker<T> {
             clock: s.clock,
             last_publish: Time::ZERO,
             error: None,
+            gate: None,
         }
     }
 
@@ -431,10 +442,17 @@ impl<T: Transport> LaneWorker<T> {
 
     fn receive(&mut self, now: Time) -> Result<usize, String> {
         self.recv.clear();
-        let n = self
-            .transport
-            .recv(&mut self.recv)
-            .map_err(|e| format!("receive failed: {e}"))?;
+        let got = match self.gate.as_mut() {
+            Some(g) => self
+                .transport
+                .recv_readable(&mut self.recv, g.readable)
+                .map(|(n, empty)| {
+                    g.empty = empty;
+                    n
+                }),
+            None => self.transport.recv(&mut self.recv),
+        };
+        let n = got.map_err(|e| format!("receive failed: {e}"))?;
         let mut hellos = NodeSet::EMPTY;
         for bytes in self.recv.iter() {
             match decode(bytes) {

@@ -126,6 +126,21 @@ pub trait Transport: Send {
         Vec::new()
     }
 
+    /// `recv` for a caller that waits on `wait_fds` itself and tracks their
+    /// readiness, edge-triggered as an async runtime does: reads only the
+    /// descriptors whose bit is set in `readable` (bit i: `wait_fds()[i]`),
+    /// consumes a wake-up if its descriptor is marked, and returns the
+    /// datagrams now in the batch with the bits of the marked descriptors it
+    /// found empty. The caller may clear those; a marked descriptor not
+    /// reported empty may hold more. Reads that an earlier call left pending
+    /// are delivered whatever `readable` says.
+    ///
+    /// The default suits a transport without descriptors: a plain `recv`.
+    fn recv_readable(&mut self, batch: &mut RecvBatch, readable: u32) -> io::Result<(usize, u32)> {
+        let _ = readable;
+        Ok((self.recv(batch)?, 0))
+    }
+
     /// Idle turns worth polling `recv` before blocking in `wait`: many when
     /// an empty `recv` is an atomic load, few when it is a system call.
     fn idle_polls(&self) -> u32 {

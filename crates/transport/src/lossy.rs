@@ -31,6 +31,26 @@ impl<T: Transport> Lossy<T> {
     }
 }
 
+impl<T> Lossy<T> {
+    /// Loses datagrams `from..` of `batch` at random; returns its length.
+    fn lose(&mut self, batch: &mut RecvBatch, from: usize) -> usize {
+        if self.loss > 0.0 {
+            // Keep the survivors in order at the front of the new datagrams.
+            let mut kept = from;
+            for i in from..batch.len {
+                if self.rng.random_bool(self.loss) {
+                    self.dropped += 1;
+                } else {
+                    batch.bufs.swap(kept, i);
+                    kept += 1;
+                }
+            }
+            batch.len = kept;
+        }
+        batch.len
+    }
+}
+
 impl<T: Transport> Transport for Lossy<T> {
     fn mtu(&self) -> usize {
         self.inner.mtu()
@@ -43,20 +63,13 @@ impl<T: Transport> Transport for Lossy<T> {
     fn recv(&mut self, batch: &mut RecvBatch) -> io::Result<usize> {
         let before = batch.len;
         self.inner.recv(batch)?;
-        if self.loss > 0.0 {
-            // Keep the survivors in order at the front of the new datagrams.
-            let mut kept = before;
-            for i in before..batch.len {
-                if self.rng.random_bool(self.loss) {
-                    self.dropped += 1;
-                } else {
-                    batch.bufs.swap(kept, i);
-                    kept += 1;
-                }
-            }
-            batch.len = kept;
-        }
-        Ok(batch.len)
+        Ok(self.lose(batch, before))
+    }
+
+    fn recv_readable(&mut self, batch: &mut RecvBatch, readable: u32) -> io::Result<(usize, u32)> {
+        let before = batch.len;
+        let (_, empty) = self.inner.recv_readable(batch, readable)?;
+        Ok((self.lose(batch, before), empty))
     }
 
     fn wait(&mut self, timeout: Duration) -> io::Result<()> {

@@ -169,16 +169,27 @@ impl Transport for UdpEndpoint {
     }
 
     fn recv(&mut self, batch: &mut RecvBatch) -> io::Result<usize> {
-        let mut socks = [&self.unicast; 2];
-        let n = match &self.group {
-            Some(g) => {
-                socks[1] = g;
-                2
-            }
-            None => 1,
-        };
+        let (socks, n) = sockets(&self.unicast, self.group.as_ref());
         self.receiver
             .recv(batch, &socks[..n], &self.filter, &mut self.stats)
+    }
+
+    /// Bit 0 is the doorbell, bits 1 and 2 the sockets (see `poll_fds`).
+    fn recv_readable(&mut self, batch: &mut RecvBatch, readable: u32) -> io::Result<(usize, u32)> {
+        let mut empty = 0;
+        if readable & 1 != 0 {
+            self.doorbell.answer();
+            empty |= 1;
+        }
+        let (socks, n) = sockets(&self.unicast, self.group.as_ref());
+        let marked = [readable & 2 != 0, readable & 4 != 0];
+        let (got, emptied) =
+            self.receiver
+                .recv_from(batch, &socks[..n], marked, &self.filter, &mut self.stats)?;
+        for (s, _) in emptied.iter().enumerate().filter(|(_, e)| **e) {
+            empty |= 2 << s;
+        }
+        Ok((got, empty))
     }
 
     fn wait(&mut self, timeout: Duration) -> io::Result<()> {
@@ -213,6 +224,14 @@ impl Transport for UdpEndpoint {
             dropped_full: self.receiver.dropped_full(),
             ..self.stats
         }
+    }
+}
+
+/// The sockets to read: unicast, then the group's if joined.
+fn sockets<'a>(unicast: &'a OwnedFd, group: Option<&'a OwnedFd>) -> ([&'a OwnedFd; 2], usize) {
+    match group {
+        Some(g) => ([unicast, g], 2),
+        None => ([unicast; 2], 1),
     }
 }
 

@@ -86,8 +86,24 @@ impl Receiver {
         filter: &Filter,
         stats: &mut TransportStats,
     ) -> io::Result<usize> {
+        let (n, _) = self.recv_from(batch, socks, [true; 2], filter, stats)?;
+        Ok(n)
+    }
+
+    /// `recv` that reads only the sockets marked in `readable`; also returns
+    /// which of those it found empty (a read shorter than asked for).
+    pub fn recv_from(
+        &mut self,
+        batch: &mut RecvBatch,
+        socks: &[&OwnedFd],
+        readable: [bool; 2],
+        filter: &Filter,
+        stats: &mut TransportStats,
+    ) -> io::Result<(usize, [bool; 2])> {
         let mut budget = batch.capacity() - batch.len();
-        let mut drained = [false; 2];
+        // Sockets not marked count as drained, so `pick` passes them over.
+        let mut drained = readable.map(|r| !r);
+        let mut emptied = [false; 2];
         loop {
             self.deliver(batch, filter, stats);
             if self.pending() || budget == 0 || batch.len() == batch.capacity() {
@@ -100,8 +116,9 @@ impl Receiver {
             let got = self.read(socks[s], s, want, stats)?;
             budget -= got;
             drained[s] = got < want;
+            emptied[s] = got < want;
         }
-        Ok(batch.len())
+        Ok((batch.len(), emptied))
     }
 
     /// The next socket not known to be empty, alternating between calls.

@@ -62,3 +62,57 @@ fn a_refused_gso_send_falls_back_and_is_remembered() {
     let want: Vec<u8> = (0..2).flat_map(|_| 0..8u8).collect();
     assert_eq!(got, want);
 }
+
+/// Whether descriptor `fd` has input now.
+fn readable(fd: std::os::fd::RawFd) -> bool {
+    let mut p = [libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    sys::poll(&mut p, Duration::ZERO).expect("poll");
+    p[0].revents != 0
+}
+
+#[test]
+fn a_gated_receive_reads_only_marked_descriptors_and_says_which_it_emptied() {
+    let (mut a, mut b) = pair();
+    // One send each: a segmented send would arrive as one read.
+    for i in 0..6u8 {
+        let mut batch = SendBatch::new(1, 100);
+        batch.next_buf().expect("room").fill(i);
+        batch.push(Dest::Node(1), 100);
+        a.send(&batch).expect("send");
+    }
+    let fds = b.wait_fds();
+    assert_eq!(fds.len(), 2, "doorbell and unicast socket");
+    let start = Instant::now();
+    while !readable(fds[1]) && start.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+
+    // Nothing marked: the socket is not read at all.
+    let mut rb = RecvBatch::new(4, 100);
+    assert_eq!(b.recv_readable(&mut rb, 0).expect("recv"), (0, 0));
+    assert_eq!(b.stats().recv_calls, 0);
+
+    // A batch too small for what is queued: the socket is not reported empty.
+    let (n, empty) = b.recv_readable(&mut rb, 0b10).expect("recv");
+    assert_eq!((n, empty), (4, 0));
+    let first: Vec<u8> = rb.iter().map(|d| d[0]).collect();
+
+    // The rest, then the socket is reported empty.
+    rb.clear();
+    let (n, empty) = b.recv_readable(&mut rb, 0b10).expect("recv");
+    assert_eq!((n, empty), (2, 0b10));
+    let all: Vec<u8> = first.into_iter().chain(rb.iter().map(|d| d[0])).collect();
+    assert_eq!(all, (0..6).collect::<Vec<u8>>());
+
+    // A ring is consumed only when its descriptor is marked.
+    b.waker().wake_by_ref();
+    rb.clear();
+    assert_eq!(b.recv_readable(&mut rb, 0b10).expect("recv"), (0, 0b10));
+    assert!(readable(fds[0]), "the ring is still there");
+    assert_eq!(b.recv_readable(&mut rb, 0b01).expect("recv"), (0, 0b01));
+    assert!(!readable(fds[0]), "the ring was answered");
+}
