@@ -288,8 +288,14 @@ impl<T: Transport + 'static> LaneWorker<T> {
     /// One pass over every input. Returns whether anything happened.
     fn turn(&mut self, now: Time, issue: bool) -> Result<bool, String> {
         self.rt.turns += 1;
-        let commands = self.commands(now);
+        let mut commands = self.commands(now);
         let received = self.receive(now)?;
+        if self.gate.is_some() {
+            // A hosted lane consumes its wake-ups in `receive`: a command
+            // queued (and rung) since the look above must not wait for
+            // another wake-up.
+            commands += self.commands(now);
+        }
         let applied = self.apply(now)?;
         let clients = self.take_client_writes(now);
         let issued = match (self.serving && self.role.is_some(), issue) {

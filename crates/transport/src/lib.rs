@@ -120,8 +120,10 @@ pub trait Transport: Send {
     fn waker(&self) -> Waker;
 
     /// The file descriptors `wait` blocks on, for a caller that would rather
-    /// wait on them in its own poll loop (then `wait(Duration::ZERO)` once
-    /// one is readable, to consume a wake-up). Empty: only `wait` can wait.
+    /// wait on them in its own poll loop and then receive with
+    /// `recv_readable`, which consumes a wake-up. Empty: only `wait` can
+    /// wait. A transport that lists descriptors must implement
+    /// `recv_readable`.
     fn wait_fds(&self) -> Vec<std::os::fd::RawFd> {
         Vec::new()
     }
@@ -136,6 +138,8 @@ pub trait Transport: Send {
     /// are delivered whatever `readable` says.
     ///
     /// The default suits a transport without descriptors: a plain `recv`.
+    /// With descriptors it would report none empty, and a caller that waits
+    /// on their readiness would never wait.
     fn recv_readable(&mut self, batch: &mut RecvBatch, readable: u32) -> io::Result<(usize, u32)> {
         let _ = readable;
         Ok((self.recv(batch)?, 0))

@@ -155,8 +155,8 @@ struct Readiness<'a> {
 
 impl Readiness<'_> {
     /// Clears the readiness of the descriptors found empty; the others
-    /// stay readable for the next turn. A guard clears only the readiness
-    /// it saw, so an edge that came during the turn is kept.
+    /// stay readable for the next turn. A datagram that came after the
+    /// read is not lost: epoll holds its edge for the runtime's next poll.
     fn clear(self, empty: u32) {
         for (i, guard) in self.guards.into_iter().enumerate() {
             if let Some(mut g) = guard

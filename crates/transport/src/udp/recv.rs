@@ -113,10 +113,10 @@ impl Receiver {
                 break;
             };
             let want = budget.min(self.bufs.len());
-            let got = self.read(socks[s], s, want, stats)?;
+            let (got, empty) = self.read(socks[s], s, want, stats)?;
             budget -= got;
             drained[s] = got < want;
-            emptied[s] = got < want;
+            emptied[s] = empty;
         }
         Ok((batch.len(), emptied))
     }
@@ -130,8 +130,17 @@ impl Receiver {
         Some(s)
     }
 
-    /// One recvmmsg of up to `want` messages from socket number `s`.
-    fn read(&mut self, fd: &OwnedFd, s: usize, want: usize, stats: &mut TransportStats) -> io::Result<usize> {
+    /// One recvmmsg of up to `want` messages from socket number `s`: how
+    /// many it read, and whether it found the socket's queue empty (it
+    /// read fewer than asked, or nothing was there). A failed read says
+    /// nothing about the queue: datagrams may wait behind the error.
+    fn read(
+        &mut self,
+        fd: &OwnedFd,
+        s: usize,
+        want: usize,
+        stats: &mut TransportStats,
+    ) -> io::Result<(usize, bool)> {
         self.prepare(want);
         // SAFETY: the first `want` headers point at this receiver's own
         // buffers, names and controls with their true lengths, all alive
@@ -148,19 +157,20 @@ impl Receiver {
         stats.recv_calls += 1;
         if rc < 0 {
             return match sys::errno() {
-                libc::EAGAIN | libc::EINTR => Ok(0),
+                libc::EAGAIN => Ok((0, true)),
+                libc::EINTR => Ok((0, false)),
                 e @ (libc::EBADF | libc::EFAULT | libc::EINVAL | libc::ENOTSOCK) => {
                     Err(io::Error::from_raw_os_error(e))
                 }
                 // E.g. a queued ICMP error: nothing to deliver, keep going.
                 _ => {
                     stats.recv_errors += 1;
-                    Ok(0)
+                    Ok((0, false))
                 }
             };
         }
         (self.ready, self.next, self.from, self.current) = (rc as usize, 0, s, None);
-        Ok(self.ready)
+        Ok((self.ready, self.ready < want))
     }
 
     /// Resets the lengths the kernel overwrites on each read.
