@@ -3,7 +3,7 @@
 //! history), the command links to the lanes, where the node stands in the
 //! protocol, and a hash chain of the applied history.
 
-use rzab_proto::{ApplyGate, HistoryLog, NodeId, Op, OwnedEntry, Role, Sequencer, Zxid};
+use rzab_proto::{AppliedSeqs, ApplyGate, HistoryLog, NodeId, Op, OwnedEntry, Role, Sequencer, Zxid};
 use rzab_store::{KeyedOutcome, Store, StoreConfig, StoreError};
 use rzab_wire::SessionItem;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
@@ -100,26 +100,6 @@ impl LaneSeqs {
             .get_mut(origin as usize * self.sessions as usize + session as usize)
     }
 
-    /// Records an applied write; an older one (replayed after a fuzzy
-    /// snapshot) changes nothing. Ids out of range are ignored (the
-    /// leader's session table refuses them before they get an id).
-    pub fn record(&mut self, origin: NodeId, session: u32, seq: u64, zxid: Zxid) {
-        if let Some(s) = self.slot(origin, session)
-            && seq >= s.0
-        {
-            (s.0, s.1) = (seq, zxid);
-        }
-    }
-
-    /// The session's Bind `seq` of `owner` was applied (after `record`).
-    pub fn bound(&mut self, origin: NodeId, session: u32, seq: u64, owner: u64) {
-        if let Some(s) = self.slot(origin, session)
-            && seq >= s.0
-        {
-            s.2 = owner;
-        }
-    }
-
     /// The session's last applied write, if any.
     pub fn last(&self, origin: NodeId, session: u32) -> Option<(u64, Zxid)> {
         let i = origin as usize * self.sessions as usize + session as usize;
@@ -159,6 +139,26 @@ impl LaneSeqs {
         for i in items.iter().filter(|i| i.lane == lane) {
             self.record(i.origin, i.session, i.seq, base);
             self.bound(i.origin, i.session, i.seq, i.owner);
+        }
+    }
+}
+
+/// Ids out of range are ignored (the leader's session table refuses them
+/// before they get an id).
+impl AppliedSeqs for LaneSeqs {
+    fn record(&mut self, origin: NodeId, session: u32, seq: u64, zxid: Zxid) {
+        if let Some(s) = self.slot(origin, session)
+            && seq >= s.0
+        {
+            (s.0, s.1) = (seq, zxid);
+        }
+    }
+
+    fn bound(&mut self, origin: NodeId, session: u32, seq: u64, owner: u64) {
+        if let Some(s) = self.slot(origin, session)
+            && seq >= s.0
+        {
+            s.2 = owner;
         }
     }
 }
@@ -430,16 +430,7 @@ impl NodeShared {
             );
         }
         let r = records;
-        r.seqs.record(a.origin, a.session, a.seq, a.zxid);
-        if let Some(b) = rzab_proto::bind_of(a.op, a.value) {
-            // What a new leader loads: the binding's owner, and the fenced
-            // generation closed.
-            r.seqs.bound(a.origin, a.session, a.seq, b.owner);
-            if let Some(f) = b.fence {
-                r.seqs
-                    .record(f.node, f.session, rzab_wire::gen_end(f.generation), a.zxid);
-            }
-        }
+        rzab_proto::record_applied(&mut r.seqs, a.origin, a.session, a.seq, a.zxid, a.op, a.value);
         r.history.push_with(|e| {
             e.zxid = a.zxid;
             e.lane = lane as u8;

@@ -4,7 +4,7 @@
 //! applied write of every session (replicated state: it travels in
 //! snapshots and lets a new leader refuse a write sequenced twice).
 
-use rzab_wire::{HistoryItem, Item, NodeId, Op, SessionItem, SnapshotItem, Zxid};
+use rzab_wire::{BindValue, HistoryItem, Item, NodeId, Op, SessionItem, SnapshotItem, Zxid};
 use std::collections::VecDeque;
 
 /// An applied (or held) write, owned: the unit of recovery transfers.
@@ -174,6 +174,38 @@ impl HistoryLog {
     }
 }
 
+/// A replica's table of the last applied write of each session of one
+/// lane (by origin and session number), as [`record_applied`] keeps it.
+pub trait AppliedSeqs {
+    /// Records write `seq` of the session, applied at `zxid`; an older one
+    /// (replayed after a fuzzy snapshot) changes nothing.
+    fn record(&mut self, origin: NodeId, session: u32, seq: u64, zxid: Zxid);
+    /// The session's Bind `seq` of `owner` was applied (after `record`).
+    fn bound(&mut self, origin: NodeId, session: u32, seq: u64, owner: u64);
+}
+
+/// Records what applying write `seq` of (origin, session) at `zxid` means
+/// for the session table, as every replica must, since a new leader loads
+/// the table: the write's seq; for a Bind, its owner, and the session it
+/// fences raised to the end of the fenced generation. Returns the Bind.
+pub fn record_applied(
+    t: &mut impl AppliedSeqs,
+    origin: NodeId,
+    session: u32,
+    seq: u64,
+    zxid: Zxid,
+    op: Op,
+    value: &[u8],
+) -> Option<BindValue> {
+    t.record(origin, session, seq, zxid);
+    let bind = crate::bind_of(op, value)?;
+    t.bound(origin, session, seq, bind.owner);
+    if let Some(f) = bind.fence {
+        t.record(f.node, f.session, rzab_wire::gen_end(f.generation), zxid);
+    }
+    Some(bind)
+}
+
 /// The last applied write of each session, keyed by (origin, lane,
 /// session): its seq and id (the id is the snapshot's base when the entry
 /// came from a snapshot, which carries only seqs), and the owner of its
@@ -235,12 +267,33 @@ impl SessionSeqs {
             .collect();
     }
 
+    /// The table of one lane's sessions, for [`record_applied`].
+    pub fn lane(&mut self, lane: u8) -> LaneOf<'_> {
+        LaneOf { seqs: self, lane }
+    }
+
     /// The sessions of one lane, as (origin, session, seq, owner).
     pub fn of_lane(&self, lane: u8) -> impl Iterator<Item = (NodeId, u32, u64, u64)> + '_ {
         self.seqs
             .iter()
             .filter(move |(k, _)| k.1 == lane)
             .map(|(&(o, _, s), &(q, _, w))| (o, s, q, w))
+    }
+}
+
+/// One lane's part of a [`SessionSeqs`].
+pub struct LaneOf<'a> {
+    seqs: &'a mut SessionSeqs,
+    lane: u8,
+}
+
+impl AppliedSeqs for LaneOf<'_> {
+    fn record(&mut self, origin: NodeId, session: u32, seq: u64, zxid: Zxid) {
+        self.seqs.record(origin, self.lane, session, seq, zxid);
+    }
+
+    fn bound(&mut self, origin: NodeId, session: u32, seq: u64, owner: u64) {
+        self.seqs.bound(origin, self.lane, session, seq, owner);
     }
 }
 
@@ -302,6 +355,42 @@ mod tests {
             vec![],
             "nothing retained, nothing missed"
         );
+    }
+
+    #[test]
+    fn an_applied_bind_records_its_owner_and_closes_the_fenced_generation() {
+        use rzab_wire::{Fence, gen_end, gen_start};
+        let z = |c| Zxid::new(1, c);
+        let mut s = SessionSeqs::default();
+        let put = rzab_wire::Op::Put;
+        assert_eq!(
+            record_applied(&mut s.lane(2), 1, 3, gen_start(1) + 4, z(1), put, b"x"),
+            None
+        );
+        let bind = BindValue {
+            owner: 77,
+            fence: Some(Fence {
+                node: 1,
+                session: 3,
+                generation: 1,
+            }),
+        };
+        let got = record_applied(&mut s.lane(2), 0, 5, gen_start(2), z(2), Op::Bind, &bind.to_vec());
+        assert_eq!(got, Some(bind));
+        assert_eq!(
+            s.of_lane(2).collect::<Vec<_>>(),
+            vec![(0, 5, gen_start(2), 77), (1, 3, gen_end(1), 0)],
+            "the binder's owner, and the fenced generation ended"
+        );
+        assert_eq!(
+            s.last(1, 2, 3),
+            Some((gen_end(1), z(2))),
+            "raised at the Bind's id"
+        );
+        // A write of the fenced generation replayed later changes nothing.
+        record_applied(&mut s.lane(2), 1, 3, gen_start(1) + 5, z(3), put, b"y");
+        assert_eq!(s.get(1, 2, 3), gen_end(1));
+        assert!(s.of_lane(0).next().is_none(), "other lanes untouched");
     }
 
     #[test]

@@ -55,7 +55,9 @@ pub use config::{BroadcastMode, ConfigError, LaneConfig, PlantedBug};
 pub use control::{Control, ControlConfig, ControlStats, Host, LaneStart};
 pub use follower::FollowerLane;
 pub use gate::ApplyGate;
-pub use history::{HistoryLog, OwnedEntry, OwnedItem, SessionSeqs, Snapshot};
+pub use history::{
+    AppliedSeqs, HistoryLog, LaneOf, OwnedEntry, OwnedItem, SessionSeqs, Snapshot, record_applied,
+};
 pub use leader::{LeaderLane, SubmitError};
 pub use log::{EntryMeta, EntryRef, LogRing};
 pub use nodeset::{MAX_NODES, NodeSet};

@@ -207,18 +207,12 @@ impl SimHost {
         if !bind && let Some(slot) = self.store.get_mut(e.key as usize) {
             *slot = (e.zxid.0, tag);
         }
-        self.seqs.record(e.origin, e.lane, e.session, e.seq, e.zxid);
-        let bind = rzab_proto::bind_of(e.op, &e.value);
-        if let Some(b) = bind {
-            self.seqs.bound(e.origin, e.lane, e.session, e.seq, b.owner);
-        }
+        // What a session a Bind fences had applied here before the raise.
+        let fenced_applied =
+            rzab_proto::fence_of(e.op, &e.value).map(|f| self.seqs.get(f.node, e.lane, f.session));
+        let mut lane = self.seqs.lane(e.lane);
+        let bind = rzab_proto::record_applied(&mut lane, e.origin, e.session, e.seq, e.zxid, e.op, &e.value);
         let fence = bind.and_then(|b| b.fence);
-        // What the fenced session had applied here before the raise.
-        let fenced_applied = fence.map(|f| self.seqs.get(f.node, e.lane, f.session));
-        if let Some(f) = fence {
-            let end = rzab_wire::gen_end(f.generation);
-            self.seqs.record(f.node, e.lane, f.session, end, e.zxid);
-        }
         let rec = Applied {
             zxid: e.zxid.0,
             origin: e.origin,
