@@ -15,7 +15,7 @@ use hdrhistogram::Histogram;
 use rzab_proto::{Dest, NodeSet, Sequencer};
 use rzab_proto::{LaneStats, Time};
 use rzab_proto::{Role, Submitted};
-use rzab_store::ItemMeta;
+use rzab_store::{ItemMeta, PREFETCH_MAX};
 use rzab_transport::{RecvBatch, SendBatch, Transport, TransportStats};
 use rzab_wire::{Body, Encoder, Header, HelloBody, Kind, Op, WriteEntry, decode};
 use std::sync::Arc;
@@ -173,6 +173,32 @@ pub struct LaneWorker<T> {
 struct Gate {
     readable: u32,
     empty: u32,
+}
+
+/// Hints the store at the keys of the keyed writes a Prepare (at a
+/// follower) or a Write (at the leader) carries: they are applied about a
+/// round trip later, and by then their buckets and items are in the cache
+/// (missing it cost about a third of a microsecond per write and node).
+fn prefetch_writes<'a>(store: &rzab_store::Store, body: &Body<'a>) {
+    let mut keys: [&[u8]; PREFETCH_MAX] = [&[]; PREFETCH_MAX];
+    let mut n = 0;
+    let mut add = |op: Op, value: &'a [u8]| {
+        if n < PREFETCH_MAX
+            && matches!(op, Op::KeyedPut | Op::KeyedDelete)
+            && let Some((key, _)) = crate::node::split_keyed(value)
+        {
+            keys[n] = key;
+            n += 1;
+        }
+    };
+    match body {
+        Body::Prepare { entries, .. } => entries.for_each(|e| add(e.op, e.value)),
+        Body::Write(entries) => entries.for_each(|e| add(e.op, e.value)),
+        _ => return,
+    }
+    if n > 0 {
+        store.prefetch_keyed(&keys[..n]);
+    }
 }
 
 pub(crate) fn histogram() -> Histogram<u64> {
@@ -471,6 +497,7 @@ impl<T: Transport + 'static> LaneWorker<T> {
                     }
                 }
                 Ok(m) => {
+                    prefetch_writes(&self.node.store, &m.body);
                     if let Some(r) = self.role.as_mut() {
                         r.handle(now, &m);
                     }
