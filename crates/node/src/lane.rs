@@ -4,6 +4,8 @@
 
 mod hosted;
 
+pub(crate) use hosted::MAX_FDS as MAX_HOSTED_FDS;
+
 use crate::client_slots::{ClientSlots, WriteDone};
 use crate::config::PollMode;
 use crate::node::{Applied, LaneCmd, LaneReply, NodeShared};
@@ -180,25 +182,32 @@ struct Gate {
 /// round trip later, and by then their buckets and items are in the cache
 /// (missing it cost about a third of a microsecond per write and node).
 fn prefetch_writes<'a>(store: &rzab_store::Store, body: &Body<'a>) {
-    let mut keys: [&[u8]; PREFETCH_MAX] = [&[]; PREFETCH_MAX];
-    let mut n = 0;
-    let mut add = |op: Op, value: &'a [u8]| {
-        if n < PREFETCH_MAX
-            && matches!(op, Op::KeyedPut | Op::KeyedDelete)
-            && let Some((key, _)) = crate::node::split_keyed(value)
-        {
-            keys[n] = key;
-            n += 1;
-        }
+    let keyed = |op: Op, value: &'a [u8]| {
+        let keyed = matches!(op, Op::KeyedPut | Op::KeyedDelete);
+        keyed
+            .then(|| crate::node::split_keyed(value))
+            .flatten()
+            .map(|(k, _)| k)
     };
-    match body {
-        Body::Prepare { entries, .. } => entries.for_each(|e| add(e.op, e.value)),
-        Body::Write(entries) => entries.for_each(|e| add(e.op, e.value)),
-        _ => return,
-    }
+    let mut keys: [&[u8]; PREFETCH_MAX] = [&[]; PREFETCH_MAX];
+    let n = match body {
+        Body::Prepare { entries, .. } => fill(&mut keys, entries.filter_map(|e| keyed(e.op, e.value))),
+        Body::Write(entries) => fill(&mut keys, entries.filter_map(|e| keyed(e.op, e.value))),
+        _ => 0,
+    };
     if n > 0 {
         store.prefetch_keyed(&keys[..n]);
     }
+}
+
+/// Fills `out` from `items` (no further than it holds); returns how many.
+fn fill<'a>(out: &mut [&'a [u8]], items: impl Iterator<Item = &'a [u8]>) -> usize {
+    let mut n = 0;
+    for (o, k) in out.iter_mut().zip(items) {
+        *o = k;
+        n += 1;
+    }
+    n
 }
 
 pub(crate) fn histogram() -> Histogram<u64> {
@@ -316,7 +325,7 @@ impl<T: Transport + 'static> LaneWorker<T> {
         self.rt.turns += 1;
         let mut commands = self.commands(now);
         let received = self.receive(now)?;
-        if self.gate.is_some() {
+        if self.gate.is_some_and(|g| g.empty != 0) {
             // A hosted lane consumes its wake-ups in `receive`: a command
             // queued (and rung) since the look above must not wait for
             // another wake-up.

@@ -347,5 +347,16 @@ fn serve_with<T: Transport + 'static>(
         "rzab serve {id}: stopped; {} writes applied, digest {:016x}",
         outcome.applied, outcome.digest
     );
+    let t = &outcome.fin.transport;
+    let _ = writeln!(
+        out,
+        "rzab serve {id}: datagrams sent {} in {} calls, received {} in {} calls; dropped {} (queue full), {} (unknown source)",
+        t.datagrams_sent,
+        t.send_calls,
+        t.datagrams_recv,
+        t.recv_calls,
+        t.dropped_full,
+        t.dropped_unknown_source
+    );
     Ok(outcome)
 }

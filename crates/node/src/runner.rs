@@ -311,7 +311,8 @@ impl Local {
             .map(|s| {
                 let name = format!("n{}l{}", s.node.id, s.lane);
                 let nice = cfg.lane_nice;
-                if s.lane == 0 && !s.transport.wait_fds().is_empty() {
+                let fds = s.transport.wait_fds().len();
+                if s.lane == 0 && (1..=crate::lane::MAX_HOSTED_FDS).contains(&fds) {
                     s.node.host.set_capable();
                 }
                 thread::Builder::new().name(name).spawn(move || {

@@ -207,7 +207,7 @@ impl SimHost {
         if !bind && let Some(slot) = self.store.get_mut(e.key as usize) {
             *slot = (e.zxid.0, tag);
         }
-        // What a session a Bind fences had applied here before the raise.
+        // What a session a Bind fences had applied here before this Bind.
         let fenced_applied =
             rzab_proto::fence_of(e.op, &e.value).map(|f| self.seqs.get(f.node, e.lane, f.session));
         let mut lane = self.seqs.lane(e.lane);

@@ -91,7 +91,7 @@ impl Receiver {
     }
 
     /// `recv` that reads only the sockets marked in `readable`; also returns
-    /// which of those it found empty (a read shorter than asked for).
+    /// which of those it found empty (see `read`).
     pub fn recv_from(
         &mut self,
         batch: &mut RecvBatch,

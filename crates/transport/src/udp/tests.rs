@@ -1,4 +1,5 @@
-//! What the integration tests cannot reach: the GSO fallback.
+//! What the integration tests cannot reach: the GSO fallback, and the
+//! gated receive (`recv_readable`) a hosted lane uses.
 
 use super::*;
 use crate::{Dest, NodeId};
@@ -125,7 +126,9 @@ fn a_gated_receive_reads_only_marked_descriptors_and_says_which_it_emptied() {
 fn reads_left_pending_are_delivered_whatever_is_marked() {
     let (mut a, mut b) = pair();
     // Six equal datagrams in one segmented send arrive as one read where
-    // the kernel offloads both ways; else this checks only the plain case.
+    // the kernel offloads both ways. Reads left pending exist only then (a
+    // read never asks for more messages than the batch has room for), so
+    // without offload this checks only the plain case.
     let mut batch = SendBatch::new(8, 100);
     for i in 0..6u8 {
         batch.next_buf().expect("room").fill(i);
