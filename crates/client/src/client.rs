@@ -25,6 +25,9 @@ pub struct ClientConfig {
     pub token: Option<Vec<u8>>,
     /// Requests this client keeps in flight at most (more wait their turn).
     pub max_inflight: usize,
+    /// Per server tried: connecting, the Hello and the Welcome. A server
+    /// answers a Hello within about 4 s, with NotServing and its reason if
+    /// it cannot serve the session; above that, this sees the reason.
     pub connect_timeout: Duration,
     /// Longest reply frame accepted.
     pub max_frame: usize,

@@ -8,7 +8,7 @@ use rzab_node::report::NodeOutcome;
 use rzab_node::serve::InprocCluster;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn cluster(token: Option<&str>) -> InprocCluster {
     cluster_losing(token, 0.0)
@@ -432,6 +432,40 @@ fn read_reply(s: &mut TcpStream, buf: &mut Vec<u8>) -> Vec<u8> {
         assert!(n > 0, "the server closed the connection");
         buf.extend_from_slice(&chunk[..n]);
     }
+}
+
+/// A session that saw more than this replica will apply for now is
+/// refused with NotServing and why, within the handshake's bound (4 s),
+/// before a client's default connect timeout (5 s) gives up on the server.
+#[test]
+fn a_replica_that_cannot_serve_a_session_says_so_in_time() {
+    let c = cluster(None);
+    let addrs = c.addrs();
+    let mut s = TcpStream::connect(addrs[1]).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut out = Vec::new();
+    Request::Hello {
+        session: 0,
+        last_zxid: u64::MAX >> 1,
+        prev: None,
+        token: b"",
+    }
+    .encode(&mut out);
+    let asked = Instant::now();
+    s.write_all(&out).expect("hello");
+    let mut buf = Vec::new();
+    match Reply::decode(&read_reply(&mut s, &mut buf)) {
+        Ok(Reply::Error { code, message }) => {
+            assert_eq!(code, ErrorCode::NotServing, "{message}");
+            assert!(message.contains("not serving at zxid"), "{message}");
+        }
+        other => panic!("expected NotServing, got {other:?}"),
+    }
+    // A bound, not a speed: 4 s expected, the former 10 s refused.
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(8), "answered after {took:?}");
+    assert_no_errors(&c.stop());
 }
 
 /// A raw connection to `addr` continuing `session`; returns it, the

@@ -29,6 +29,11 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a request waits for the replica to serve (an election, a
 /// catch-up) before it is answered NotServing.
 const SERVE_WAIT: Duration = Duration::from_secs(10);
+/// Longest a new connection waits, from its accept, for the replica to
+/// serve what the session saw and to apply the connection's Bind: below
+/// the client's default connect timeout (5 s), so a client that cannot be
+/// served here hears NotServing and why, not a timeout.
+const HANDSHAKE_WAIT: Duration = Duration::from_secs(4);
 /// Room for bytes from the socket made before each read.
 const CHUNK: usize = 16 << 10;
 
@@ -89,11 +94,12 @@ impl Drop for Conn {
 }
 
 pub(crate) async fn serve(stream: TcpStream, ctx: Arc<Ctx>) {
+    let deadline = Instant::now() + HANDSHAKE_WAIT;
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
     let mut buf = Vec::new();
     let mut out = Vec::new();
-    let admitted = handshake(&mut rd, &mut buf, &ctx)
+    let admitted = handshake(&mut rd, &mut buf, &ctx, deadline)
         .await
         .and_then(|(session, seen, prev)| {
             // A fence works within one lane: the session stays on its lane.
@@ -120,7 +126,7 @@ pub(crate) async fn serve(stream: TcpStream, ctx: Arc<Ctx>) {
         alive: Arc::new(AtomicBool::new(true)),
         lane_has_writes: Cell::new(false),
     };
-    let binding = match c.bind(session, prev).await {
+    let binding = match c.bind(session, prev, deadline).await {
         Ok(b) => b,
         Err(r) => return refused(&ctx, &mut wr, &mut out, &r).await,
     };
@@ -176,8 +182,13 @@ impl Conn {
     /// Opens the connection's generation of its slot with a `Bind` owned by
     /// client session `session`, which fences off that session's previous
     /// binding if the client names one; returns the new binding once the
-    /// `Bind` is applied here.
-    async fn bind(&mut self, session: u64, prev: Option<Binding>) -> Result<Binding, Refusal> {
+    /// `Bind` is applied here (by `deadline`).
+    async fn bind(
+        &mut self,
+        session: u64,
+        prev: Option<Binding>,
+        deadline: Instant,
+    ) -> Result<Binding, Refusal> {
         let value = BindValue {
             owner: session,
             fence: prev.map(|b| Fence {
@@ -193,11 +204,11 @@ impl Conn {
         self.ctx.wake_lane(self.lane);
         let not_serving =
             |why: String| refuse(ErrorCode::NotServing, format!("cannot bind the session: {why}"));
-        let done = match tokio::time::timeout(HELLO_TIMEOUT, rx).await {
+        let done = match tokio::time::timeout_at(deadline.into(), rx).await {
             Ok(Ok(Ok(done))) => done,
             Ok(Ok(Err(why))) => return Err(not_serving(why)),
             Ok(Err(_)) => return Err(not_serving("the lane stopped".into())),
-            Err(_) => return Err(not_serving(format!("not applied within {HELLO_TIMEOUT:?}"))),
+            Err(_) => return Err(not_serving(format!("not applied within {HANDSHAKE_WAIT:?}"))),
         };
         self.seen = self.seen.max(done.zxid);
         Ok(Binding {
@@ -463,7 +474,7 @@ impl Conn {
     /// Serves a read from the local store once the replica serves and has
     /// applied everything the session saw.
     async fn read(&mut self, key: &[u8], out: &mut Vec<u8>) -> Result<(), Refusal> {
-        let at = wait_serving(&self.ctx, self.seen).await?;
+        let at = wait_serving(&self.ctx, self.seen, Instant::now() + SERVE_WAIT).await?;
         self.serve_read(key, at, out);
         Ok(())
     }
@@ -543,11 +554,13 @@ fn error_reply(out: &mut Vec<u8>, r: &Refusal) {
 }
 
 /// Reads and checks the Hello; waits until this replica has applied what
-/// the session saw. Returns (session id, applied point, previous binding).
+/// the session saw (by `deadline`). Returns (session id, applied point,
+/// previous binding).
 async fn handshake(
     rd: &mut OwnedReadHalf,
     buf: &mut Vec<u8>,
     ctx: &Ctx,
+    deadline: Instant,
 ) -> Result<(u64, u64, Option<Binding>), Refusal> {
     let body = match tokio::time::timeout(HELLO_TIMEOUT, read_frame(rd, buf, hello_max(ctx))).await {
         Ok(r) => r?,
@@ -588,7 +601,7 @@ async fn handshake(
     }
     let session = if session == 0 { new_session(ctx) } else { session };
     buf.drain(..body.end);
-    let seen = wait_serving(ctx, last_zxid).await?;
+    let seen = wait_serving(ctx, last_zxid, deadline).await?;
     Ok((session, seen, prev))
 }
 
@@ -626,22 +639,21 @@ async fn read_frame(
         })
 }
 
-/// Waits until this node serves in an epoch and has applied `zxid`;
-/// returns its applied point.
-async fn wait_serving(ctx: &Ctx, zxid: u64) -> Result<u64, Refusal> {
+/// Waits until this node serves in an epoch and has applied `zxid`, at
+/// most until `deadline`; returns its applied point.
+async fn wait_serving(ctx: &Ctx, zxid: u64, deadline: Instant) -> Result<u64, Refusal> {
     let n = &ctx.node;
     let ready = || ready_at(ctx, zxid);
     // The usual case, without reading the clock.
     if let Some(applied) = ready() {
         return Ok(applied);
     }
-    let start = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_micros(200)).await;
         if let Some(applied) = ready() {
             return Ok(applied);
         }
-        if start.elapsed() > SERVE_WAIT {
+        if Instant::now() > deadline {
             return Err(refuse(
                 ErrorCode::NotServing,
                 format!(
