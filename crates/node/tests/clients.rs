@@ -231,18 +231,8 @@ fn a_session_continues_at_another_replica_without_going_back() {
 fn a_client_that_does_not_read_is_held_back_not_buffered() {
     let c = cluster(None);
     let addrs = c.addrs();
-    let mut s = TcpStream::connect(addrs[0]).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let mut bytes = Vec::new();
-    Request::Hello {
-        session: 0,
-        last_zxid: 0,
-        prev: None,
-        token: b"",
-    }
-    .encode(&mut bytes);
-    s.write_all(&bytes).expect("hello");
+    let mut s = connect_raw(addrs[0], 10);
+    s.write_all(&hello(0, 0, None, b"")).expect("hello");
     let mut frame = Vec::new();
     Request::Get { key: &[b'n'; 32] }.encode(&mut frame);
     let batch = frame.repeat(1000);
@@ -327,17 +317,8 @@ fn bad_input_gets_an_error_and_changes_nothing() {
     });
     // Raw frames the client library would never send.
     let raw = |frames: &[u8]| -> Vec<u8> {
-        let mut s = TcpStream::connect(addrs[0]).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-        let mut hello = Vec::new();
-        Request::Hello {
-            session: 0,
-            last_zxid: 0,
-            prev: None,
-            token: b"s3cret",
-        }
-        .encode(&mut hello);
-        s.write_all(&hello).expect("hello");
+        let mut s = connect_raw(addrs[0], 5);
+        s.write_all(&hello(0, 0, None, b"s3cret")).expect("hello");
         s.write_all(frames).expect("frames");
         let mut all = Vec::new();
         let _ = s.read_to_end(&mut all);
@@ -420,6 +401,27 @@ fn small_limits_still_admit_a_long_token() {
 }
 
 /// One frame from `s` (blocking).
+/// A plain TCP connection to `addr` whose reads give up after `secs`.
+fn connect_raw(addr: SocketAddr, secs: u64) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(secs)))
+        .expect("timeout");
+    s
+}
+
+/// A Hello frame.
+fn hello(session: u64, last_zxid: u64, prev: Option<Binding>, token: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    Request::Hello {
+        session,
+        last_zxid,
+        prev,
+        token,
+    }
+    .encode(&mut out);
+    out
+}
+
 fn read_reply(s: &mut TcpStream, buf: &mut Vec<u8>) -> Vec<u8> {
     loop {
         if let Ok(Some((body, n))) = next_frame(buf, usize::MAX) {
@@ -441,19 +443,9 @@ fn read_reply(s: &mut TcpStream, buf: &mut Vec<u8>) -> Vec<u8> {
 fn a_replica_that_cannot_serve_a_session_says_so_in_time() {
     let c = cluster(None);
     let addrs = c.addrs();
-    let mut s = TcpStream::connect(addrs[1]).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    let mut out = Vec::new();
-    Request::Hello {
-        session: 0,
-        last_zxid: u64::MAX >> 1,
-        prev: None,
-        token: b"",
-    }
-    .encode(&mut out);
+    let mut s = connect_raw(addrs[1], 30);
     let asked = Instant::now();
-    s.write_all(&out).expect("hello");
+    s.write_all(&hello(0, u64::MAX >> 1, None, b"")).expect("hello");
     let mut buf = Vec::new();
     match Reply::decode(&read_reply(&mut s, &mut buf)) {
         Ok(Reply::Error { code, message }) => {
@@ -471,18 +463,8 @@ fn a_replica_that_cannot_serve_a_session_says_so_in_time() {
 /// A raw connection to `addr` continuing `session`; returns it, the
 /// Welcome's binding and the read buffer.
 fn raw_session(addr: SocketAddr, session: u64, prev: Option<Binding>) -> (TcpStream, u64, Binding, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let mut out = Vec::new();
-    Request::Hello {
-        session,
-        last_zxid: 0,
-        prev,
-        token: b"",
-    }
-    .encode(&mut out);
-    s.write_all(&out).expect("hello");
+    let mut s = connect_raw(addr, 10);
+    s.write_all(&hello(session, 0, prev, b"")).expect("hello");
     let mut buf = Vec::new();
     match Reply::decode(&read_reply(&mut s, &mut buf)) {
         Ok(Reply::Welcome { session, binding, .. }) => (s, session, binding, buf),
@@ -558,9 +540,7 @@ fn ask(s: &mut TcpStream, buf: &mut Vec<u8>, reqs: &[Request<'_>]) -> Vec<Vec<u8
 
 /// The error a Hello continuing `session` from `prev` gets.
 fn refused_hello(addr: SocketAddr, session: u64, prev: Binding) -> ErrorCode {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
+    let mut s = connect_raw(addr, 10);
     let hello = Request::Hello {
         session,
         last_zxid: 0,
