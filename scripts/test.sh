@@ -31,9 +31,9 @@ else
     cargo test --workspace --release --no-fail-fast
 fi
 
-echo "== loom model checks (seqlock, apply gate)"
+echo "== loom model checks (seqlock, apply gate, doorbell)"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
-    cargo test --release -p rzab-proto -p rzab-store --test loom
+    cargo test --release -p rzab-proto -p rzab-store -p rzab-transport --test loom
 
 ./scripts/test-rdma-vm.sh   # RDMA on real verbs in a Soft-RoCE VM (Debian, root; RZAB_SKIP_RDMA_VM=1 skips)
 

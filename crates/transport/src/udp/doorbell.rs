@@ -2,44 +2,66 @@
 //! or in an epoll-based runtime.
 
 use super::sys;
+#[cfg(loom)]
+use loom::sync::atomic::{AtomicBool, Ordering};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
+#[cfg(not(loom))]
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Wake;
 
 /// Ringing costs a write(2) only for the first ring since the last `answer`:
-/// `rung` works like a park token, so a ring while the lane is busy makes its
-/// next wait return at once rather than being lost.
+/// the token works like a park token, so a ring while the lane is busy makes
+/// its next wait return at once rather than being lost.
 #[derive(Debug)]
 pub struct Doorbell {
     fd: OwnedFd,
-    rung: AtomicBool,
+    token: Token,
 }
 
 impl Doorbell {
     pub fn new() -> io::Result<Arc<Doorbell>> {
         Ok(Arc::new(Doorbell {
             fd: sys::event_fd()?,
-            rung: AtomicBool::new(false),
+            token: Token::default(),
         }))
     }
 
     pub fn ring(&self) {
-        // SeqCst pairs with `answer`: whatever the ringer published before
-        // is visible to the lane once it has answered.
+        self.token.ring(|| sys::event_write(&self.fd));
+    }
+
+    /// Consumes the rings so far.
+    pub fn answer(&self) {
+        self.token.answer(|| sys::event_drain(&self.fd));
+    }
+}
+
+/// The doorbell's protocol apart from its eventfd (which loom cannot run):
+/// whether a ring since the last answer has written the event.
+#[derive(Debug, Default)]
+pub struct Token {
+    rung: AtomicBool,
+}
+
+impl Token {
+    /// Rings: `write` the event unless a ring since the last answer did.
+    /// SeqCst pairs with `answer`: whatever the ringer published before is
+    /// visible to the lane once it has answered.
+    pub fn ring(&self, write: impl FnOnce()) {
         if !self.rung.swap(true, Ordering::SeqCst) {
-            sys::event_write(&self.fd);
+            write();
         }
     }
 
-    /// Consumes the rings so far. Read the fd before clearing the token: a
+    /// Answers: `drain` the event, then clear the token. In this order a
     /// ring in between finds the token set and does not write, and the
-    /// swap still makes what it published visible. Cleared first, a ring
-    /// in between would write, the read would eat it, and the token would
-    /// stay set with the fd empty: no later ring would ever write again.
-    pub fn answer(&self) {
-        sys::event_drain(&self.fd);
+    /// swap still makes what it published visible. Cleared first, a ring in
+    /// between would write, the drain would eat it, and the token would
+    /// stay set with the event empty: no later ring would ever write again.
+    pub fn answer(&self, drain: impl FnOnce()) {
+        drain();
         self.rung.swap(false, Ordering::SeqCst);
     }
 }

@@ -16,7 +16,7 @@
 
 mod cmsg;
 mod config;
-pub(crate) mod doorbell;
+pub mod doorbell;
 mod recv;
 mod route;
 mod scratch;
