@@ -581,12 +581,12 @@ impl<T: Transport + 'static> LaneWorker<T> {
                 op: e.meta.op,
                 value: e.value,
             };
-            let outcome = node
+            let (outcome, fence) = node
                 .apply(&mut records, lane, &a)
                 .map_err(|err| format!("node {} cannot apply {z}: {err}", node.id))?;
             self.node.gate.publish(z);
             let (origin, session, seq) = (a.origin, a.session, a.seq);
-            let fence = rzab_proto::fence_of(a.op, a.value).filter(|f| f.node == self.node.id);
+            let fence = fence.filter(|f| f.node == self.node.id);
             role.advance_apply();
             if let Some(f) = fence {
                 self.clients.fence(f.session, f.generation, now);

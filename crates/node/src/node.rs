@@ -5,7 +5,7 @@
 
 use rzab_proto::{AppliedSeqs, ApplyGate, HistoryLog, NodeId, Op, OwnedEntry, Role, Sequencer, Zxid};
 use rzab_store::{KeyedOutcome, Store, StoreConfig, StoreError};
-use rzab_wire::SessionItem;
+use rzab_wire::{Fence, SessionItem};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
@@ -389,13 +389,14 @@ impl NodeShared {
     /// replayed after its base may briefly put older versions back; the
     /// replay in id order ends in the exact state, as in ZooKeeper.)
     /// `records` is the lane's, locked by the caller (once for many applies).
-    /// Returns what a keyed write did (`None` for the other ops).
+    /// Returns what a keyed write did (`None` for the other ops), and the
+    /// fence a Bind carried.
     pub fn apply(
         &self,
         records: &mut LaneRecords,
         lane: usize,
         a: &Applied<'_>,
-    ) -> Result<Option<KeyedOutcome>, StoreError> {
+    ) -> Result<(Option<KeyedOutcome>, Option<Fence>), StoreError> {
         let z = a.zxid.0;
         let outcome = match a.op {
             Op::Put => {
@@ -430,7 +431,7 @@ impl NodeShared {
             );
         }
         let r = records;
-        rzab_proto::record_applied(&mut r.seqs, a.origin, a.session, a.seq, a.zxid, a.op, a.value);
+        let bind = rzab_proto::record_applied(&mut r.seqs, a.origin, a.session, a.seq, a.zxid, a.op, a.value);
         r.history.push_with(|e| {
             e.zxid = a.zxid;
             e.lane = lane as u8;
@@ -442,7 +443,7 @@ impl NodeShared {
             e.value.clear();
             e.value.extend_from_slice(a.value);
         });
-        Ok(outcome)
+        Ok((outcome, bind.and_then(|b| b.fence)))
     }
 
     /// Debugging aid: notes an event in the apply log, if on.

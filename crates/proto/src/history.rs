@@ -197,13 +197,26 @@ pub fn record_applied(
     op: Op,
     value: &[u8],
 ) -> Option<BindValue> {
+    let bind = crate::bind_of(op, value);
+    record_bind(t, origin, session, seq, zxid, bind);
+    bind
+}
+
+/// [`record_applied`] for a write whose Bind (if it is one) is decoded.
+pub fn record_bind(
+    t: &mut impl AppliedSeqs,
+    origin: NodeId,
+    session: u32,
+    seq: u64,
+    zxid: Zxid,
+    bind: Option<BindValue>,
+) {
     t.record(origin, session, seq, zxid);
-    let bind = crate::bind_of(op, value)?;
+    let Some(bind) = bind else { return };
     t.bound(origin, session, seq, bind.owner);
     if let Some(f) = bind.fence {
         t.record(f.node, f.session, rzab_wire::gen_end(f.generation), zxid);
     }
-    Some(bind)
 }
 
 /// The last applied write of each session, keyed by (origin, lane,

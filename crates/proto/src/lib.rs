@@ -57,6 +57,7 @@ pub use follower::FollowerLane;
 pub use gate::ApplyGate;
 pub use history::{
     AppliedSeqs, HistoryLog, LaneOf, OwnedEntry, OwnedItem, SessionSeqs, Snapshot, record_applied,
+    record_bind,
 };
 pub use leader::{LeaderLane, SubmitError};
 pub use log::{EntryMeta, EntryRef, LogRing};

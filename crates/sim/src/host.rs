@@ -207,12 +207,12 @@ impl SimHost {
         if !bind && let Some(slot) = self.store.get_mut(e.key as usize) {
             *slot = (e.zxid.0, tag);
         }
-        // What a session a Bind fences had applied here before this Bind.
-        let fenced_applied =
-            rzab_proto::fence_of(e.op, &e.value).map(|f| self.seqs.get(f.node, e.lane, f.session));
-        let mut lane = self.seqs.lane(e.lane);
-        let bind = rzab_proto::record_applied(&mut lane, e.origin, e.session, e.seq, e.zxid, e.op, &e.value);
+        let bind = rzab_proto::bind_of(e.op, &e.value);
         let fence = bind.and_then(|b| b.fence);
+        // What a session a Bind fences had applied here before this Bind.
+        let fenced_applied = fence.map(|f| self.seqs.get(f.node, e.lane, f.session));
+        let mut lane = self.seqs.lane(e.lane);
+        rzab_proto::record_bind(&mut lane, e.origin, e.session, e.seq, e.zxid, bind);
         let rec = Applied {
             zxid: e.zxid.0,
             origin: e.origin,
