@@ -9,7 +9,7 @@
 use rzab_proto::{Submitted, Time, Zxid};
 use rzab_store::KeyedOutcome;
 use rzab_wire::{
-    GEN_COUNTER_MAX, GEN_MAX, Op, WriteEntry, gen_end, gen_start, is_fence_end, seq_counter, seq_gen,
+    GEN_COUNTER_MAX, Op, WriteEntry, gen_end, is_fence_end, next_gen_start, seq_counter, seq_gen,
 };
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -117,10 +117,9 @@ impl ClientSlots {
                 (q.done)(Err("the connection closed".into()));
             }
         }
+        let i = w.slot as usize;
         s.queue.push_back(w);
-        if self.ready {
-            self.unsent += fill(s, self.depth, now);
-        }
+        self.refill(i, now);
     }
 
     /// Offers the writes not yet accepted to `submit`, each slot's in
@@ -155,15 +154,14 @@ impl ClientSlots {
                         // with this leadership); a new connection's Bind
                         // after them goes on.
                         let generation = seq_gen(p.seq);
-                        while s
+                        let n = s
                             .inflight
-                            .get(s.sent)
-                            .is_some_and(|q| seq_gen(q.seq) == generation)
-                        {
-                            if let Some(q) = s.inflight.remove(s.sent) {
-                                self.unsent -= 1;
-                                (q.write.done)(Err(STRANDED.into()));
-                            }
+                            .range(s.sent..)
+                            .take_while(|q| seq_gen(q.seq) == generation)
+                            .count();
+                        self.unsent -= n;
+                        for q in s.inflight.drain(s.sent..s.sent + n) {
+                            (q.write.done)(Err(STRANDED.into()));
                         }
                         if seq_gen(s.seq) == generation {
                             s.dead = true;
@@ -264,8 +262,8 @@ impl ClientSlots {
     pub fn reconcile(&mut self, now: Time, last: impl Fn(u32) -> Option<(u64, Zxid)>) -> usize {
         let completed = self.settle(now, last);
         self.ready = true;
-        for s in &mut self.slots {
-            self.unsent += fill(s, self.depth, now);
+        for i in 0..self.slots.len() {
+            self.refill(i, now);
         }
         completed
     }
@@ -369,10 +367,7 @@ fn fill(s: &mut Slot, depth: usize, now: Time) -> usize {
 /// any other write counts on in the current one.
 fn next_seq(s: &Slot, op: Op) -> Result<u64, &'static str> {
     if op == Op::Bind {
-        return match seq_gen(s.seq).checked_add(1).filter(|&g| g <= GEN_MAX) {
-            Some(g) => Ok(gen_start(g)),
-            None => Err("this client slot used up its generations"),
-        };
+        return next_gen_start(s.seq).ok_or("this client slot used up its generations");
     }
     if s.dead {
         return Err(MOVED);
@@ -387,6 +382,7 @@ fn next_seq(s: &Slot, op: Op) -> Result<u64, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rzab_wire::{GEN_MAX, gen_start};
     use std::sync::{Arc, Mutex};
 
     type Log = Arc<Mutex<Vec<Result<WriteDone, String>>>>;

@@ -42,7 +42,7 @@ pub enum SubmitError {
     Duplicate,
     #[error("an earlier write of this session is missing")]
     Gap,
-    #[error("a bind's value is neither empty nor a fence")]
+    #[error("a bind's value is neither an owner nor an owner and a fence")]
     BadBind,
 }
 
@@ -216,7 +216,8 @@ impl LeaderLane {
     }
 
     /// Seeds the duplicate check with each session's last applied write (a
-    /// new leader must not sequence a write the old one already did).
+    /// new leader must not sequence a write the old one already did) and
+    /// the owner of its binding, as (origin, session, seq, owner).
     pub fn load_sessions(&mut self, seqs: impl Iterator<Item = (NodeId, u32, u64, u64)>) {
         for (origin, session, seq, owner) in seqs {
             self.sessions.set(origin, session, seq, owner);
@@ -385,15 +386,6 @@ impl LeaderLane {
             self.stats.dropped_log_full += 1;
             return Err(SubmitError::Full);
         }
-        let meta = EntryMeta {
-            zxid: Zxid::ZERO,
-            key: w.key,
-            session: w.session,
-            seq: w.seq,
-            origin,
-            op: w.op,
-            len: w.value.len() as u16,
-        };
         // A fence the order has not reached, or of another owner, is
         // sequenced as a plain Bind: every replica applies what is stored,
         // so all drop it alike.
@@ -408,17 +400,21 @@ impl LeaderLane {
             };
             self.sessions.can_fence(f, owner)
         });
-        let plain;
         let value = if named.is_some() && fence.is_none() {
             self.stats.stale_fences += 1;
-            plain = rzab_wire::BindValue { owner, fence: None }.to_vec();
-            &plain[..]
+            // The owner alone: the value's first bytes.
+            &w.value[..rzab_wire::BIND_LEN]
         } else {
             w.value
         };
         let meta = EntryMeta {
+            zxid: Zxid::ZERO,
+            key: w.key,
+            session: w.session,
+            seq: w.seq,
+            origin,
+            op: w.op,
             len: value.len() as u16,
-            ..meta
         };
         let stored = self.log.insert(self.end, meta, value);
         debug_assert!(stored, "make_room guaranteed a slot");

@@ -1,5 +1,6 @@
 //! The leader's record of each session's last sequenced write, so that a
-//! write retransmitted by a follower is given an id exactly once.
+//! write retransmitted by a follower is given an id exactly once, and of
+//! the client session that owns each slot's binding (only it may fence it).
 
 use crate::MAX_NODES;
 use rzab_wire::{BindValue, Fence, NodeId, Op, gen_end, seq_counter, seq_gen};
@@ -108,8 +109,8 @@ impl SessionTable {
     }
 }
 
-/// A `Bind`'s value; `None` for other ops, or a malformed value (which
-/// decoding refuses before it gets here).
+/// A `Bind`'s value; `None` for other ops, or a malformed value (decoding
+/// refuses one from the network; the leader refuses a local one with it).
 pub fn bind_of(op: Op, value: &[u8]) -> Option<BindValue> {
     if op != Op::Bind {
         return None;

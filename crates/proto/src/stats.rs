@@ -58,7 +58,8 @@ counters! {
         /// Duplicates ignored: prepare entries already held, writes already sequenced.
         duplicate_prepares, duplicate_writes,
         /// Binds whose fence named a binding the order had not reached
-        /// (stale or forged): sequenced without it.
+        /// (stale or forged), or one of another client session: sequenced
+        /// without it.
         stale_fences,
         /// Entries dropped: beyond a follower's window, or no room in the leader's log.
         dropped_window, dropped_log_full,

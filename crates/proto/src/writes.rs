@@ -41,7 +41,7 @@ pub enum QueueError {
     ValueTooLong { len: usize, max: usize },
     #[error("session {session} already has write {seq} pending")]
     AlreadyPending { session: u32, seq: u64 },
-    #[error("a bind's value is neither empty nor a fence")]
+    #[error("a bind's value is neither an owner nor an owner and a fence")]
     BadBind,
 }
 

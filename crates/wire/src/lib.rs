@@ -36,7 +36,7 @@ pub use message::{
     ACK_BODY_LEN, AckBody, BIND_FENCE_LEN, BIND_LEN, BindValue, Body, FENCE_LEN, Fence, GEN_COUNTER_MAX,
     GEN_MAX, GEN_SHIFT, HELLO_BODY_LEN, HelloBody, Message, Op, PREPARE_BODY_LEN, PREPARE_ENTRY_FIXED,
     PrepareEntries, PrepareEntry, RANGE_LEN, Range, Ranges, WRITE_ENTRY_FIXED, WriteEntries, WriteEntry,
-    gen_end, gen_start, is_fence_end, seq_counter, seq_gen,
+    gen_end, gen_start, is_fence_end, next_gen_start, seq_counter, seq_gen,
 };
 pub use zxid::Zxid;
 

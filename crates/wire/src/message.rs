@@ -13,9 +13,10 @@ use crate::{DecodeError, Header, NodeId, Zxid};
 /// `Sync` changes nothing: applied at a replica, it shows that the replica
 /// has applied everything committed before it was sequenced.
 /// `Bind` changes no key either: it opens a new generation of its session's
-/// seqs (a client connection taking the session slot), and its value may
-/// name a [`Fence`]: an earlier binding of the same client session whose
-/// writes not yet sequenced must never be.
+/// seqs (a client connection taking the session slot). Its value is a
+/// [`BindValue`]: the owning client session, and maybe a [`Fence`] naming an
+/// earlier binding of that session whose writes not yet sequenced must
+/// never be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Op {
@@ -51,7 +52,7 @@ pub const GEN_SHIFT: u32 = 32;
 /// no write uses it.
 pub const GEN_COUNTER_MAX: u64 = (1 << GEN_SHIFT) - 1;
 /// The largest generation.
-pub const GEN_MAX: u64 = u32::MAX as u64;
+pub const GEN_MAX: u64 = u64::MAX >> GEN_SHIFT;
 
 /// The generation of `seq`.
 pub fn seq_gen(seq: u64) -> u64 {
@@ -72,6 +73,12 @@ pub fn is_fence_end(seq: u64) -> bool {
 /// The seq of the `Bind` that opens generation `generation`.
 pub fn gen_start(generation: u64) -> u64 {
     generation << GEN_SHIFT
+}
+
+/// The first seq of the generation after `seq`'s; `None` past [`GEN_MAX`].
+pub fn next_gen_start(seq: u64) -> Option<u64> {
+    let next = seq_gen(seq) + 1;
+    (next <= GEN_MAX).then(|| gen_start(next))
 }
 
 /// The last seq of generation `generation`.
