@@ -101,7 +101,8 @@ impl Session {
     }
 
     /// The session's write `seq` was applied at its node with id `zxid`.
-    /// Returns its issue time, or `None` if it was not the pending write.
+    /// Returns its issue time, or `None` if it was not the pending write or
+    /// was a Bind (which no one measures).
     pub fn complete(&mut self, seq: u64, zxid: u64, v: &mut Violations) -> Option<Time> {
         let Some(p) = self.pending.filter(|p| p.seq == seq && p.submitted) else {
             v.completions += 1;

@@ -187,7 +187,6 @@ pub fn sessions(h: &History, seq: &[Applied]) -> Vec<Violation> {
     out
 }
 
-/// At most one node led each epoch.
 /// Bindings: once a session's `Bind` is in the order, no write of its older
 /// generations follows it; once a fence is, no write of the generation it
 /// names follows it; and no write its node reported not applied is in the
@@ -237,6 +236,7 @@ pub fn fences(h: &History, seq: &[Applied]) -> Vec<Violation> {
     out
 }
 
+/// At most one node led each epoch.
 pub fn one_leader_per_epoch(h: &History) -> Vec<Violation> {
     let mut by_epoch: BTreeMap<u32, BTreeSet<u8>> = BTreeMap::new();
     for &(e, n) in &h.leaderships {

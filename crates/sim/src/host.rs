@@ -195,19 +195,20 @@ impl SimHost {
     }
 
     fn apply_one(&mut self, e: OwnedEntry) {
-        let mut t = [0u8; 8];
-        let n = e.value.len().min(8);
-        t[..n].copy_from_slice(&e.value[..n]);
-        let bind = e.op == Op::Bind;
-        let tag = if bind {
+        let bind = rzab_proto::bind_of(e.op, &e.value);
+        let tag = if e.op == Op::Bind {
             0
         } else {
+            let mut t = [0u8; 8];
+            let n = e.value.len().min(8);
+            t[..n].copy_from_slice(&e.value[..n]);
             checker::tag_of(e.op, u64::from_le_bytes(t))
         };
-        if !bind && let Some(slot) = self.store.get_mut(e.key as usize) {
+        if e.op != Op::Bind
+            && let Some(slot) = self.store.get_mut(e.key as usize)
+        {
             *slot = (e.zxid.0, tag);
         }
-        let bind = rzab_proto::bind_of(e.op, &e.value);
         let fence = bind.and_then(|b| b.fence);
         // What a session a Bind fences had applied here before this Bind.
         let fenced_applied = fence.map(|f| self.seqs.get(f.node, e.lane, f.session));
@@ -311,14 +312,6 @@ impl SimHost {
                 }
             }
             Submitted::Retry => {}
-            // A session's next write refused as already sequenced: its
-            // node's view of its own session went wrong (a checker fails).
-            Submitted::Refused(why) => {
-                let id = slot.sessions[i].id;
-                self.refused.push(format!("{id:?} write {}: {why}", p.seq));
-                slot.sessions[i].pending = None;
-                self.resolved.push(p.idx);
-            }
             // This node leads and sequenced a fence of the session's
             // binding that it has not applied yet: the write never will be.
             Submitted::Stale if seq_gen(p.seq) >= 1 => {
@@ -327,10 +320,15 @@ impl SimHost {
                 s.must_bind = true;
                 self.failed.push(p.idx);
             }
-            Submitted::Stale => {
+            // A session's next write refused (or as already sequenced):
+            // its node's view of its own session went wrong (a checker fails).
+            refused @ (Submitted::Refused(_) | Submitted::Stale) => {
+                let why = match refused {
+                    Submitted::Refused(why) => why,
+                    _ => "already sequenced".to_string(),
+                };
                 let id = slot.sessions[i].id;
-                self.refused
-                    .push(format!("{id:?} write {}: already sequenced", p.seq));
+                self.refused.push(format!("{id:?} write {}: {why}", p.seq));
                 slot.sessions[i].pending = None;
                 self.resolved.push(p.idx);
             }

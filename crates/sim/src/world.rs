@@ -12,7 +12,7 @@ use crate::shape::Shape;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 use rzab_proto::{Control, Dest, Host, LaneStart, NodeId, NodeSet, Op, PlantedBug, Role, Span, Time, Zxid};
-use rzab_wire::{BindValue, CONTROL_LANE, Fence, decode, gen_start, seq_gen};
+use rzab_wire::{BindValue, CONTROL_LANE, Fence, decode, next_gen_start, seq_counter};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
@@ -556,12 +556,9 @@ impl<'c> World<'c> {
         let s = &mut host.lanes[l as usize].sessions[i];
         s.ops_left -= 1;
         s.seq += 1;
-        // Unique per write, and never 0 (absent).
-        let tag = (inc << 58)
-            | ((n as u64) << 50)
-            | ((l as u64) << 42)
-            | ((i as u64) << 32)
-            | (s.seq & 0xFFFF_FFFF);
+        // Unique per write within a generation, and never 0 (absent).
+        let tag =
+            (inc << 58) | ((n as u64) << 50) | ((l as u64) << 42) | ((i as u64) << 32) | seq_counter(s.seq);
         let tag = checker::tag_of(op, tag);
         let seq = s.seq;
         self.issue_write(n, l, i, (seq, key, op, tag), None);
@@ -571,7 +568,7 @@ impl<'c> World<'c> {
     /// a new connection to its slot, fencing its old binding if it moved.
     fn start_bind(&mut self, n: NodeId, l: u8, i: usize) {
         let s = &mut self.nodes[n as usize].host.lanes[l as usize].sessions[i];
-        let Some(generation) = seq_gen(s.seq).checked_add(1) else {
+        let Some(seq) = next_gen_start(s.seq) else {
             return;
         };
         s.must_bind = false;
@@ -579,8 +576,7 @@ impl<'c> World<'c> {
             owner: s.owner,
             fence: s.fence_next.take(),
         };
-        s.seq = gen_start(generation);
-        let seq = s.seq;
+        s.seq = seq;
         self.issue_write(n, l, i, (seq, 0, Op::Bind, 0), Some(bind));
     }
 
@@ -893,6 +889,7 @@ impl<'c> World<'c> {
             })
             .sum();
         let (sequence, _) = checker::sequence(&self.hist);
+        let fences = sequence.iter().filter(|a| a.fence.is_some()).count() as u64;
         let mut h = xxhash_rust::xxh3::xxh3_64(&self.events.to_le_bytes()) ^ self.now.0;
         for a in sequence {
             h = xxhash_rust::xxh3::xxh3_64_with_seed(
@@ -916,11 +913,7 @@ impl<'c> World<'c> {
             crashes: self.crashes,
             failovers: self.hist.leaderships.len().saturating_sub(1) as u64, // the first is the start's
             binds: self.hist.writes.iter().filter(|w| w.op == Op::Bind).count() as u64,
-            fences: checker::sequence(&self.hist)
-                .0
-                .iter()
-                .filter(|a| a.fence.is_some())
-                .count() as u64,
+            fences,
             failed: self.hist.writes.iter().filter(|w| w.failed).count() as u64,
             digest: h,
             shape: self.shape,

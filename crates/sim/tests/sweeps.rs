@@ -108,18 +108,29 @@ fn caught(bug: PlantedBug, lanes: Option<u8>) -> Vec<&'static str> {
     caught_in(bug, lanes, "drop=0.05,dup=0.01,reorder=0.1,partition", 0..60)
 }
 
+/// A sweep with `bug` planted.
+fn planted_sweep(
+    bug: PlantedBug,
+    lanes: Option<u8>,
+    faults: &str,
+    seeds: std::ops::Range<u64>,
+) -> SweepReport {
+    let c = SimConfig {
+        bug,
+        lanes,
+        ..cfg(faults)
+    };
+    sweep(&c, seeds, jobs(), &|_| {})
+}
+
+/// The checks a sweep with `bug` planted found violated.
 fn caught_in(
     bug: PlantedBug,
     lanes: Option<u8>,
     faults: &str,
     seeds: std::ops::Range<u64>,
 ) -> Vec<&'static str> {
-    let c = SimConfig {
-        bug,
-        lanes,
-        ..cfg(faults)
-    };
-    let r = sweep(&c, seeds, jobs(), &|_| {});
+    let r = planted_sweep(bug, lanes, faults, seeds);
     let mut checks: Vec<_> = r
         .failed
         .iter()
@@ -189,11 +200,12 @@ fn a_leader_ignoring_fences_is_caught() {
 
 #[test]
 fn a_leader_honouring_another_clients_fence_is_caught() {
-    let c = SimConfig {
-        bug: PlantedBug::FenceAnyOwner,
-        ..cfg("drop=0.05,partition,move")
-    };
-    let r = sweep(&c, 0..100, jobs(), &|_| {});
+    let r = planted_sweep(
+        PlantedBug::FenceAnyOwner,
+        None,
+        "drop=0.05,partition,move",
+        0..100,
+    );
     let across = r
         .failed
         .iter()
